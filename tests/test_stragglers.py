@@ -1,0 +1,59 @@
+import pytest
+
+from sparsecoded.stragglers import (
+    Action,
+    Bernoulli,
+    Crash,
+    FixedDelay,
+    NoStragglers,
+    ShiftedExponential,
+    combine,
+)
+
+
+def test_fixed_delay_hits_only_its_workers_and_rounds():
+    m = FixedDelay(workers=[1, 2], seconds=0.5, rounds=[3])
+    assert m.action(1, 3) == Action(delay=0.5)
+    assert m.action(1, 2) == Action()
+    assert m.action(0, 3) == Action()
+
+
+def test_crash_every_round_by_default():
+    m = Crash(workers=[4])
+    assert all(m.action(4, r).crash for r in range(5))
+    assert not m.action(3, 0).crash
+
+
+def test_seeded_models_replay_and_vary():
+    a = ShiftedExponential(shift=0.01, scale=0.2, seed=7)
+    b = ShiftedExponential(shift=0.01, scale=0.2, seed=7)
+    plan = a.plan(8, 0)
+    assert plan == b.plan(8, 0)
+    assert all(act.delay >= 0.01 for act in plan)
+    assert len({act.delay for act in plan}) == 8
+    assert plan != a.plan(8, 1)
+
+
+def test_bernoulli_rate():
+    m = Bernoulli(0.3, 1.0, seed=1)
+    hits = sum(m.action(w, r).delay > 0 for w in range(50) for r in range(40))
+    assert 0.25 < hits / 2000 < 0.35
+
+
+def test_combine_takes_max_delay_and_any_crash():
+    m = combine(FixedDelay([0], 1.0), FixedDelay([0], 2.0), Crash([1]), NoStragglers())
+    assert m.action(0, 0) == Action(delay=2.0)
+    assert m.action(1, 0) == Action(crash=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: FixedDelay([0], -1), "seconds must be a finite number >= 0, got -1"),
+        (lambda: Bernoulli(1.5, 1.0), r"p must be a probability in \[0, 1\], got 1.5"),
+        (lambda: ShiftedExponential(shift=float("nan")), "shift must be a finite number"),
+    ],
+)
+def test_bad_parameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
