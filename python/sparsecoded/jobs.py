@@ -1,0 +1,330 @@
+"""Coded jobs: encode once, place the coded blocks, answer from the first responders.
+
+:class:`CodedMatVec` answers ``A @ x`` for many ``x``; :class:`CodedMatMat`
+answers ``A @ B``.  Both encode with the C++ kernel, place each worker's coded
+blocks once on a pool (:class:`~sparsecoded.LocalPool`,
+:class:`~sparsecoded.DaskPool` or :class:`~sparsecoded.inlinepool.InlinePool`),
+and in each round take results in arrival order until the responders'
+system can be decoded with a condition number below ``max_condition``; the
+other workers are cancelled.  ``report`` describes the last call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import kernels
+from .decode import DEFAULT_MAX_CONDITION, DecodePlan, Decoder
+from .errors import NotEnoughWorkers
+from .pool import RoundResult, SlotKey
+from .stragglers import StragglerModel
+
+__all__ = ["CodedMatMat", "CodedMatVec", "JobReport"]
+
+
+@dataclass
+class JobReport:
+    """What the last call of a coded job did, and how long each step took (seconds)."""
+
+    encode_seconds: float
+    place_seconds: float
+    round_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    #: per device: compute seconds of the results it delivered (injected delay excluded)
+    compute_seconds: dict[int, float] = field(default_factory=dict)
+    answered: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    #: encoding rows whose results were decoded
+    rows_used: list[int] = field(default_factory=list)
+    #: 2-norm condition number of the system solved
+    condition: float = float("nan")
+    decode_method: str = ""
+    #: whether the decoding plan came from the cache (same responders as before)
+    decode_cached: bool = False
+    #: "simulated" for InlinePool rounds, else how the pool ran them
+    mode: str = "live"
+    round_index: int = -1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+def _as_csr(M: Any, name: str) -> sp.csr_array:
+    if sp.issparse(M):
+        out = sp.csr_array(M)
+    else:
+        arr = np.asarray(M)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D matrix, got an array of shape {arr.shape}")
+        out = sp.csr_array(arr)
+    if out.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {out.ndim}-D")
+    return out
+
+
+def _check_pool(pool: Any, n_devices: int) -> None:
+    if pool.n_workers < n_devices:
+        raise ValueError(
+            f"the pool has {pool.n_workers} workers, expected at least the code's {n_devices} devices"
+        )
+
+
+class _CodedJob:
+    """What MV and MM jobs share: placement, rounds, straggler actions, decoding."""
+
+    op: str
+
+    def __init__(self, code: Any, pool: Any, encoding: sp.csr_array, owner: np.ndarray,
+                 stragglers: StragglerModel | None, max_condition: float, timeout: float | None):
+        self.code = code
+        self.pool = pool
+        self.stragglers = stragglers
+        self.timeout = timeout
+        self.k = encoding.shape[1]
+        self._decoder = Decoder(encoding, max_condition=max_condition)
+        self._job = f"{self.op}-{uuid.uuid4().hex[:12]}"
+        self._round = 0
+        self._owner = owner
+        self._slot_row: dict[SlotKey, int] = {}
+        self._devices_with_work: list[int] = []
+        self.report: JobReport | None = None
+        self._closed = False
+
+    def _place(self, row_payloads: dict[int, Any], encode_seconds: float) -> None:
+        per_worker: list[list[Any]] = [[] for _ in range(self.pool.n_workers)]
+        for r in sorted(row_payloads):
+            w = int(self._owner[r])
+            self._slot_row[(w, len(per_worker[w]))] = r
+            per_worker[w].append(row_payloads[r])
+        self._devices_with_work = [w for w, p in enumerate(per_worker) if p]
+        self._n_slots = sum(len(p) for p in per_worker)
+        t0 = time.perf_counter()
+        self.pool.place(self._job, per_worker)
+        self._base_report = JobReport(encode_seconds=encode_seconds, place_seconds=time.perf_counter() - t0)
+        self.report = self._base_report
+
+    def _enough(self, results: Mapping[SlotKey, Any]) -> bool:
+        if len(results) < self.k:
+            return False
+        plan = self._decoder.plan([self._slot_row[key] for key in results])
+        if self._decoder.acceptable(plan):
+            return True
+        # every result is in: take the best system there is rather than fail
+        return plan is not None and len(results) == self._n_slots
+
+    def _run_round(self, operand: np.ndarray | None) -> tuple[RoundResult, DecodePlan, dict[int, Any], bool]:
+        if self._closed:
+            raise ValueError("this coded job is closed")
+        actions = None
+        if self.stragglers is not None:
+            actions = self.stragglers.plan(self.pool.n_workers, self._round)
+        made_before = self._decoder.misses
+        try:
+            rr = self.pool.run(self._job, self.op, operand, enough=self._enough,
+                               actions=actions, timeout=self.timeout)
+        except NotEnoughWorkers as exc:
+            raise NotEnoughWorkers(
+                f"{type(self).__name__} round {self._round} failed: decoding needs results covering "
+                f"all k = {self.k} blocks (any {self.k} of the {len(self._devices_with_work)} workers "
+                f"for a straggler-optimal code); dead workers {exc.dead}, answered {exc.answered}. "
+                f"Pool said: {exc}",
+                dead=exc.dead,
+                answered=exc.answered,
+            ) from exc
+        finally:
+            self._round += 1
+        by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
+        plan = self._decoder.plan(list(by_row))
+        cached = plan.serial <= made_before  # factorised in an earlier round
+        return rr, plan, by_row, cached
+
+    def _finish_report(self, rr: RoundResult, plan: DecodePlan, decode_seconds: float, cached: bool) -> None:
+        per_device: dict[int, float] = {}
+        for (w, _), s in rr.compute_seconds.items():
+            per_device[w] = per_device.get(w, 0.0) + s
+        base = self._base_report
+        self.report = JobReport(
+            encode_seconds=base.encode_seconds,
+            place_seconds=base.place_seconds,
+            round_seconds=rr.seconds,
+            decode_seconds=decode_seconds,
+            compute_seconds=per_device,
+            answered=rr.answered,
+            cancelled=list(rr.cancelled),
+            dead=list(rr.dead),
+            rows_used=[int(r) for r in plan.rows],
+            condition=plan.condition,
+            decode_method=plan.method,
+            decode_cached=cached,
+            mode=rr.extra.get("mode", "live"),
+            round_index=self._round - 1,
+        )
+
+    def close(self) -> None:
+        """Free the blocks this job placed on the pool (the pool stays open)."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self.pool.drop(self._job)
+            except Exception:  # noqa: BLE001 - the pool may already be closed
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CodedMatVec(_CodedJob):
+    """``A @ x`` from the first responders of a coded pool.
+
+    Parameters
+    ----------
+    A : sparse or dense (m, c)
+        The matrix; converted to CSR once.  float32 stays float32, other
+        types become float64.
+    code : MVCode
+        Its encoding's ``k`` row blocks must fit in ``A`` (``k <= m``).
+    pool : LocalPool, DaskPool or InlinePool
+        With at least ``code.n_workers`` workers; worker ``w`` computes the
+        rows of the encoding whose ``owner`` is ``w``.
+    stragglers : StragglerModel, optional
+        Injected on the worker side, per call (round index = call number).
+    max_condition : float
+        See :data:`sparsecoded.decode.DEFAULT_MAX_CONDITION`.
+    timeout : float, optional
+        Per-round limit, default the pool's.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparsecoded import design_mv
+    >>> from sparsecoded.inlinepool import InlinePool
+    >>> A = sp.random_array((100, 50), density=0.05, format="csr", rng=0)
+    >>> x = np.ones(50)
+    >>> with InlinePool(6) as pool:
+    ...     op = CodedMatVec(A, design_mv(6, 4, seed=0), pool)
+    ...     bool(np.allclose(op @ x, A @ x))
+    True
+    """
+
+    op = "matvec"
+
+    def __init__(self, A: Any, code: Any, pool: Any, *, stragglers: StragglerModel | None = None,
+                 max_condition: float = DEFAULT_MAX_CONDITION, timeout: float | None = None):
+        A = _as_csr(A, "A")
+        encoding = sp.csr_array(code.encoding)
+        n_rows, k = encoding.shape
+        m, c = A.shape
+        if k > m:
+            raise ValueError(f"the code splits A into k = {k} row blocks, but A has only {m} rows: expected k <= {m}")
+        owner = np.asarray(getattr(code, "owner", None) if getattr(code, "owner", None) is not None
+                           else np.arange(n_rows))
+        n_devices = int(getattr(code, "n_workers", owner.max() + 1))
+        _check_pool(pool, n_devices)
+        self.shape = (m, c)
+        super().__init__(code, pool, encoding, owner, stragglers, max_condition, timeout)
+        t0 = time.perf_counter()
+        blocks = kernels.encode_row_blocks(A, encoding)
+        encode_seconds = time.perf_counter() - t0
+        self.dtype = blocks[0].dtype
+        self.block_rows = blocks[0].shape[0]
+        weights = np.diff(encoding.indptr)
+        self._place({r: blocks[r] for r in range(n_rows) if weights[r] > 0}, encode_seconds)
+
+    def __call__(self, x: Any) -> np.ndarray:
+        """``A @ x`` for a vector ``x`` (length c) or a dense matrix ``X`` (c rows)."""
+        x = np.asarray(x)
+        m, c = self.shape
+        if x.ndim not in (1, 2):
+            raise ValueError(f"x must be a vector or a 2-D matrix, got {x.ndim}-D (shape {x.shape})")
+        if x.shape[0] != c:
+            what = "x has length" if x.ndim == 1 else "X has"
+            rows = "" if x.ndim == 1 else " rows"
+            raise ValueError(f"{what} {x.shape[0]}{rows}, expected A.shape[1] = {c}")
+        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
+            raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
+        operand = np.ascontiguousarray(x, dtype=self.dtype)
+        rr, plan, by_row, cached = self._run_round(operand)
+        t0 = time.perf_counter()
+        Y = np.stack([by_row[r] for r in plan.rows])
+        Z = plan.solve(Y)  # (k, b[, ncols])
+        out = Z.reshape((self.k * self.block_rows, *Z.shape[2:]))[:m]
+        out = out.astype(np.result_type(self.dtype, x.dtype if x.dtype.kind == "f" else self.dtype), copy=False)
+        self._finish_report(rr, plan, time.perf_counter() - t0, cached)
+        return out
+
+    def __matmul__(self, x: Any) -> np.ndarray:
+        return self(x)
+
+
+class CodedMatMat(_CodedJob):
+    """``A @ B`` from the first responders of a coded pool (SPEC section 3).
+
+    ``A`` is split by rows into ``code.k_a`` blocks, ``B`` by columns into
+    ``code.k_b``; worker ``i`` computes ``Ã_i @ B̃_i``.  :meth:`compute`
+    returns a ``csr_array`` when every decoded block is sparse, else a dense
+    array.
+    """
+
+    op = "matmat"
+
+    def __init__(self, A: Any, B: Any, code: Any, pool: Any, *, stragglers: StragglerModel | None = None,
+                 max_condition: float = DEFAULT_MAX_CONDITION, timeout: float | None = None):
+        A = _as_csr(A, "A")
+        B = _as_csr(B, "B")
+        if B.shape[0] != A.shape[1]:
+            raise ValueError(f"B has {B.shape[0]} rows, expected A.shape[1] = {A.shape[1]}")
+        Ea = sp.csr_array(code.encoding_a)
+        Eb = sp.csr_array(code.encoding_b)
+        if Ea.shape[0] != Eb.shape[0]:
+            raise ValueError(f"encoding_a has {Ea.shape[0]} rows but encoding_b has {Eb.shape[0]}")
+        n_rows, k_a = Ea.shape
+        k_b = Eb.shape[1]
+        if k_a > A.shape[0]:
+            raise ValueError(f"the code splits A into k_a = {k_a} row blocks, but A has only {A.shape[0]} rows")
+        if k_b > B.shape[1]:
+            raise ValueError(f"the code splits B into k_b = {k_b} column blocks, but B has only {B.shape[1]} columns")
+        _check_pool(pool, int(getattr(code, "n_workers", n_rows)))
+        self.shape = (A.shape[0], B.shape[1])
+        self.k_a, self.k_b = k_a, k_b
+        # worker i's row of the system in the unknowns C_pq (index p * k_b + q)
+        kron = sp.csr_array(sp.vstack([sp.kron(Ea[[i]], Eb[[i]]) for i in range(n_rows)]))
+        owner = np.asarray(getattr(code, "owner", None) if getattr(code, "owner", None) is not None
+                           else np.arange(n_rows))
+        super().__init__(code, pool, kron, owner, stragglers, max_condition, timeout)
+        t0 = time.perf_counter()
+        blocks_a = kernels.encode_row_blocks(A, Ea)
+        blocks_bt = kernels.encode_row_blocks(sp.csr_array(B.T), Eb)
+        blocks_b = [sp.csr_array(bt.T) for bt in blocks_bt]
+        encode_seconds = time.perf_counter() - t0
+        self.block_shape = (blocks_a[0].shape[0], blocks_b[0].shape[1])
+        wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
+        payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
+        self._place(payloads, encode_seconds)
+
+    def compute(self) -> sp.csr_array | np.ndarray:
+        """Run one round and return ``A @ B``."""
+        rr, plan, by_row, cached = self._run_round(None)
+        t0 = time.perf_counter()
+        results = [by_row[r] for r in plan.rows]
+        if any(not sp.issparse(r) for r in results):
+            results = [r.toarray() if sp.issparse(r) else np.asarray(r) for r in results]
+        blocks = plan.combine(results)
+        grid = [[blocks[p * self.k_b + q] for q in range(self.k_b)] for p in range(self.k_a)]
+        m, p = self.shape
+        if sp.issparse(blocks[0]):
+            out: Any = sp.csr_array(sp.block_array(grid, format="csr")[:m, :p])
+        else:
+            out = np.block(grid)[:m, :p]
+        self._finish_report(rr, plan, time.perf_counter() - t0, cached)
+        return out
