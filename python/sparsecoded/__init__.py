@@ -32,6 +32,7 @@ _LAZY = {
     "CodedMatVec": "jobs",
     "CodedMatMat": "jobs",
     "NotEnoughWorkers": "errors",
+    "InlinePool": "inlinepool",
 }
 _SUBMODULES = {
     "bounds",
@@ -41,6 +42,8 @@ _SUBMODULES = {
     "decode",
     "jobs",
     "localpool",
+    "inlinepool",
+    "demo",
     "daskpool",
     "pool",
     "stragglers",
