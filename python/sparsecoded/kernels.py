@@ -291,6 +291,7 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     mats : sequence of scipy sparse matrices/arrays or ndarrays, all the same shape
         Operands with a zero coefficient are skipped.
     coeffs : sequence of float, len(mats)
+        Cast to the matrices' value type (as ``E`` in :func:`encode_row_blocks`).
     n_threads : int or None
         Threads to use; None means all cores.
 
@@ -298,7 +299,8 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     -------
     scipy.sparse.csr_array or ndarray
         CSR (sorted, distinct indices) when every operand is sparse; a dense
-        ndarray as soon as one operand is a dense ndarray.
+        ndarray as soon as one operand is a dense ndarray. The value type is
+        the promotion of the matrices' (float32 or float64).
 
     Examples
     --------
@@ -326,7 +328,7 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
         if np.ndim(M) != 2 or tuple(int(s) for s in M.shape) != shape:
             raise ValueError(f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}")
     if any(not sp.issparse(M) for M in mats):
-        V = value_dtype(cdt, *(M.dtype for M in mats), name="mats")
+        V = value_dtype(*(M.dtype for M in mats), name="mats")
         out = np.zeros(shape, dtype=V)
         for M, coef in zip(mats, c.astype(V), strict=True):
             if coef == 0:
@@ -339,7 +341,7 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
                 out += coef * np.asarray(M, dtype=V)
         return out
     ops = [as_csr(M, f"mats[{t}]") for t, M in enumerate(mats)]
-    V = value_dtype(cdt, *(o.data.dtype for o in ops), name="mats")
+    V = value_dtype(*(o.data.dtype for o in ops), name="mats")
     I = _common_index_dtype(*ops)  # noqa: E741
     ops = [_with_dtypes(o, I, V) for o in ops]
     indptr, indices, data = _core.csr_lincomb(
