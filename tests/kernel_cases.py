@@ -23,7 +23,11 @@ SHAPES = [
 
 
 def tol(dtype) -> dict:
-    return {"rtol": 2e-5, "atol": 2e-5} if np.dtype(dtype) == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    return (
+        {"rtol": 2e-5, "atol": 2e-5}
+        if np.dtype(dtype) == np.float32
+        else {"rtol": 1e-12, "atol": 1e-12}
+    )
 
 
 def random_csr(rng, m, c, density, dtype=np.float64, index_dtype=np.int32, empty_rows=True):

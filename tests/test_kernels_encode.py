@@ -20,7 +20,6 @@ from kernel_cases import (
     scipy_encode,
     tol,
 )
-
 from sparsecoded.kernels import encode_row_blocks, lincomb
 
 
@@ -192,4 +191,6 @@ def test_lincomb_dense_member_gives_dense(rng):
 def test_lincomb_threads_agree(rng):
     mats = [random_csr(rng, 2000, 500, 0.02) for _ in range(4)]
     c = [1.0, -0.5, 2.0, 0.3]
-    np.testing.assert_array_equal(lincomb(mats, c, n_threads=1).toarray(), lincomb(mats, c).toarray())
+    np.testing.assert_array_equal(
+        lincomb(mats, c, n_threads=1).toarray(), lincomb(mats, c).toarray()
+    )

@@ -19,7 +19,6 @@ from kernel_cases import (
     random_csr,
     tol,
 )
-
 from sparsecoded import kernels
 from sparsecoded.kernels import matmat, matvec
 
@@ -80,8 +79,15 @@ def test_matvec_accepts_all_formats(rng):
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize(
     ("m", "n", "p", "da", "db"),
-    [(1, 1, 1, 1.0, 1.0), (0, 4, 3, 0, 0.5), (5, 0, 3, 0, 0), (20, 30, 25, 0.02, 0.03),
-     (20, 30, 25, 0.3, 0.3), (40, 10, 60, 0.05, 0.02), (7, 7, 7, 0.0, 0.5)],
+    [
+        (1, 1, 1, 1.0, 1.0),
+        (0, 4, 3, 0, 0.5),
+        (5, 0, 3, 0, 0),
+        (20, 30, 25, 0.02, 0.03),
+        (20, 30, 25, 0.3, 0.3),
+        (40, 10, 60, 0.05, 0.02),
+        (7, 7, 7, 0.0, 0.5),
+    ],
 )
 def test_matmat_sparse_matches_scipy(rng, dtype, index_dtype, m, n, p, da, db):
     A = random_csr(rng, m, n, da, dtype, index_dtype)
@@ -102,7 +108,9 @@ def test_matmat_output_kind_follows_estimate(rng):
     assert isinstance(sparse_out, sp.csr_array)
     dense_out = matmat(random_csr(rng, 100, 100, 0.2), random_csr(rng, 100, 100, 0.2))
     assert isinstance(dense_out, np.ndarray)
-    assert kernels.estimated_density((100, 100), 2000, (100, 100), 2000) > kernels.DENSE_OUTPUT_DENSITY
+    assert (
+        kernels.estimated_density((100, 100), 2000, (100, 100), 2000) > kernels.DENSE_OUTPUT_DENSITY
+    )
 
 
 def test_matmat_unsorted_duplicates_both_paths(rng):
@@ -159,7 +167,11 @@ def test_threads_agree_and_python_threads_agree(rng, fn):
 )
 def test_matvec_property(m, c, density, q, seed, messy, n_threads):
     rng = np.random.default_rng(seed)
-    A = messy_csr(rng, m, c, int(density * m * c) + 1) if messy and m and c else random_csr(rng, m, c, density)
+    A = (
+        messy_csr(rng, m, c, int(density * m * c) + 1)
+        if messy and m and c
+        else random_csr(rng, m, c, density)
+    )
     x = rng.standard_normal(c)
     np.testing.assert_allclose(matvec(A, x, n_threads=n_threads), A @ x, rtol=1e-12, atol=1e-12)
     X = rng.standard_normal((c, q))
