@@ -1,0 +1,133 @@
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
+from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
+
+
+def _decode_all_subsets(code, rng, max_sets=300):
+    """Solve with every (or many) k-sets of responders on random data."""
+    n, k = code.n_workers, code.k
+    e = code.encoding.toarray()
+    blocks = rng.standard_normal((k, 3))
+    results = e @ blocks
+    subsets = list(itertools.combinations(range(n), k))
+    if len(subsets) > max_sets:
+        pick = rng.choice(len(subsets), max_sets, replace=False)
+        subsets = [subsets[i] for i in pick]
+    for w in subsets:
+        w = list(w)
+        z = np.linalg.solve(e[w], results[w])
+        np.testing.assert_allclose(z, blocks, rtol=1e-6, atol=1e-6)
+
+
+def test_sparse_weight_meets_bound_every_k():
+    for n in range(1, 41):
+        for k in range(1, n + 1):
+            code = design_mv(n, k, seed=0, trials=1)
+            assert code.weight == bounds.mv_weight(n, k)
+            assert code.stragglers == n - k
+            assert code.encoding.shape == (n, k)
+
+
+@pytest.mark.parametrize("k", [1, 10, 500, 900, 999, 1000])
+def test_sparse_weight_n1000(k):
+    code = design_mv(1000, k, seed=0, trials=1)
+    assert code.weight == bounds.mv_weight(1000, k)
+    assert np.all(np.diff(code.encoding.indptr) == code.weight)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 11), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_random_sparse_designs_certify_and_decode(n, data, seed):
+    k = data.draw(st.integers(1, n))
+    code = design_mv(n, k, seed=seed, trials=1)
+    cert = certify(code)
+    assert cert.straggler_optimal, cert
+    assert cert.method == "exhaustive"
+    _decode_all_subsets(code, np.random.default_rng(seed))
+
+
+def test_design_is_deterministic_under_seed():
+    a = design_mv(20, 16, seed=7)
+    b = design_mv(20, 16, seed=7)
+    c = design_mv(20, 16, seed=8)
+    assert (a.encoding != b.encoding).nnz == 0
+    assert (a.encoding != c.encoding).nnz > 0
+
+
+def test_best_of_trials_is_no_worse_than_one_draw():
+    one = certify(design_mv(20, 16, seed=3, trials=1)).worst_condition
+    five = certify(design_mv(20, 16, seed=3, trials=5)).worst_condition
+    assert five <= one  # the first draw is among the five
+
+
+def test_code_attributes_plain_and_picklable():
+    code = design_mv(12, 9, seed=0)
+    back = pickle.loads(pickle.dumps(code))
+    assert isinstance(back.encoding, sp.csr_array)
+    assert back.encoding.dtype == np.float64
+    np.testing.assert_array_equal(back.owner, np.arange(12))
+    assert back.capacities is None
+    assert back.scheme == "sparse"
+
+
+def test_uncoded_convention():
+    code = design_mv(6, 4, "uncoded")
+    e = code.encoding.toarray()
+    np.testing.assert_array_equal(e[:4], np.eye(4))
+    assert not e[4:].any()
+    assert code.stragglers == 0
+    assert code.weight == 1
+
+
+def test_replication_convention():
+    code = design_mv(9, 4, "replication")
+    e = code.encoding.toarray()
+    assert all(e[i, i % 4] == 1 and e[i].sum() == 1 for i in range(9))
+    assert code.stragglers == 1  # block 0 has 3 copies, the others 2
+    assert not certify(code).straggler_optimal
+
+
+@pytest.mark.parametrize("scheme", ["mds", "polynomial", "orthopoly"])
+def test_dense_baselines(scheme):
+    code = design_mv(10, 7, scheme, seed=0)
+    assert code.weight == 7
+    assert code.stragglers == 3
+    assert certify(code).straggler_optimal
+
+
+def test_polynomial_nodes():
+    e = design_mv(4, 3, "polynomial").encoding.toarray()
+    z = np.array([-0.5, 0.0, 0.5, 1.0])
+    np.testing.assert_allclose(e, np.vander(z, 3, increasing=True))
+
+
+def test_from_matrix_roundtrip():
+    e = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    code = MVCode.from_matrix(e)
+    assert (code.n_workers, code.k, code.stragglers, code.weight) == (3, 2, 1, 2)
+    np.testing.assert_array_equal(code.encoding.toarray(), e)
+
+
+def test_errors_name_limit_and_value():
+    with pytest.raises(ValueError, match="k must be <= n_workers = 5, got k = 7"):
+        design_mv(5, 7)
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        design_mv(5, 0)
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        design_mv(5, 3, "bogus")
+    with pytest.raises(ValueError, match="trials must be an integer >= 1, got 0"):
+        design_mv(5, 3, trials=0)
+
+
+def test_scheme_lists():
+    assert set(MV_SCHEMES) < set(MM_SCHEMES)
+    assert "rkrp" in MM_SCHEMES
+    assert MMCode is not None and design_mm is not None
