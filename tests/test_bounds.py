@@ -1,7 +1,6 @@
 import math
 
 import pytest
-
 from sparsecoded import bounds
 
 
@@ -20,8 +19,11 @@ def test_mv_weight_is_the_counting_bound():
 
 @pytest.mark.parametrize(
     ("n", "k", "match"),
-    [(5, 6, "k must be <= n_workers = 5, got k = 6"), (5, 0, "k must be >= 1, got 0"),
-     (5, 2.5, "k must be an integer")],
+    [
+        (5, 6, "k must be <= n_workers = 5, got k = 6"),
+        (5, 0, "k must be >= 1, got 0"),
+        (5, 2.5, "k must be an integer"),
+    ],
 )
 def test_mv_weight_rejects_infeasible(n, k, match):
     with pytest.raises(ValueError, match=match):
@@ -59,7 +61,9 @@ def test_mm_systematic_when_no_stragglers():
 
 
 def test_mm_rejects_infeasible():
-    with pytest.raises(ValueError, match="k_a \\* k_b must be <= n_workers = 19, got k_a \\* k_b = 20"):
+    with pytest.raises(
+        ValueError, match="k_a \\* k_b must be <= n_workers = 19, got k_a \\* k_b = 20"
+    ):
         bounds.mm_weights(19, 4, 5)
     with pytest.raises(ValueError, match="k_a must be >= 1, got 0"):
         bounds.mm_weights(19, 0, 5)
@@ -75,9 +79,11 @@ def test_hetero_stragglers_and_weight():
 
 @pytest.mark.parametrize(
     ("caps", "match"),
-    [([1, -1, 3], "capacities must be >= 0, got capacities\\[1\\] = -1"),
-     ([1, 1.5, 3], "capacities must be integers, got capacities\\[1\\] = 1.5"),
-     ([1, 1, 1], "at least k = 4 blocks in total, got 3")],
+    [
+        ([1, -1, 3], "capacities must be >= 0, got capacities\\[1\\] = -1"),
+        ([1, 1.5, 3], "capacities must be integers, got capacities\\[1\\] = 1.5"),
+        ([1, 1, 1], "at least k = 4 blocks in total, got 3"),
+    ],
 )
 def test_capacities_rejected(caps, match):
     with pytest.raises(ValueError, match=match):

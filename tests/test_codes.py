@@ -6,7 +6,6 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
 from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
 
@@ -130,4 +129,84 @@ def test_errors_name_limit_and_value():
 def test_scheme_lists():
     assert set(MV_SCHEMES) < set(MM_SCHEMES)
     assert "rkrp" in MM_SCHEMES
-    assert MMCode is not None and design_mm is not None
+
+
+# ---------------------------------------------------------------------------
+# matrix-matrix
+
+
+@pytest.mark.parametrize(
+    ("n", "ka", "kb"), [(24, 4, 5), (18, 5, 3), (10, 3, 3), (12, 3, 3), (20, 4, 5)]
+)
+def test_sparse_mm_reaches_minimal_pair(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
+    assert code.target_weights == bounds.mm_weights(n, ka, kb)
+    assert not code.fallback
+    assert code.stragglers == n - ka * kb
+    assert code.encoding_a.shape == (n, ka)
+    assert code.encoding_b.shape == (n, kb)
+    assert certify(code).straggler_optimal
+
+
+def test_sparse_mm_decodes_products(rng):
+    code = design_mm(12, 3, 3, seed=1, trials=1)
+    a_blocks = [sp.random_array((4, 6), density=0.4, rng=rng).toarray() for _ in range(3)]
+    b_blocks = [sp.random_array((6, 5), density=0.4, rng=rng).toarray() for _ in range(3)]
+    ea, eb = code.encoding_a.toarray(), code.encoding_b.toarray()
+    results = [
+        sum(ea[i, p] * a_blocks[p] for p in range(3))
+        @ sum(eb[i, q] * b_blocks[q] for q in range(3))
+        for i in range(12)
+    ]
+    truth = np.stack([a_blocks[p] @ b_blocks[q] for p in range(3) for q in range(3)])
+    rows = code.product_rows()
+    for w in itertools.islice(itertools.combinations(range(12), 9), 0, None, 7):
+        y = np.stack([results[i] for i in w]).reshape(9, -1)
+        z = np.linalg.solve(rows[list(w)], y).reshape(truth.shape)
+        np.testing.assert_allclose(z, truth, atol=1e-8)
+
+
+@pytest.mark.parametrize("scheme", ["mds", "polynomial", "orthopoly", "rkrp"])
+def test_mm_dense_baselines_certify(scheme):
+    code = design_mm(12, 3, 3, scheme, seed=0)
+    assert code.stragglers == 3
+    assert certify(code).straggler_optimal
+
+
+def test_mm_rkrp_is_systematic():
+    code = design_mm(12, 3, 3, "rkrp", seed=0)
+    np.testing.assert_array_equal(code.product_rows()[:9], np.eye(9))
+
+
+def test_mm_uncoded_and_replication_conventions():
+    un = design_mm(10, 2, 3, "uncoded")
+    assert un.stragglers == 0
+    assert not un.product_rows()[6:].any()
+    rep = design_mm(13, 2, 3, "replication")
+    assert rep.stragglers == 1
+    assert (rep.weight_a, rep.weight_b) == (1, 1)
+
+
+def test_mm_from_matrices_and_pickle():
+    code = design_mm(10, 3, 3, seed=0, trials=1)
+    again = MMCode.from_matrices(code.encoding_a, code.encoding_b)
+    np.testing.assert_array_equal(again.product_rows(), code.product_rows())
+    back = pickle.loads(pickle.dumps(code))
+    assert back.fallback == code.fallback
+    assert back.target_weights == code.target_weights
+
+
+def test_mm_errors():
+    with pytest.raises(
+        ValueError, match="k_a \\* k_b must be <= n_workers = 19, got k_a \\* k_b = 20"
+    ):
+        design_mm(19, 4, 5)
+    with pytest.raises(ValueError, match="k_b must be >= 1, got 0"):
+        design_mm(19, 4, 0)
+    with pytest.raises(ValueError, match="scheme must be one of"):
+        design_mm(19, 2, 2, "bogus")
+    with pytest.raises(
+        ValueError, match="encoding_b has 2 rows, expected encoding_a.shape\\[0\\] = 3"
+    ):
+        MMCode.from_matrices(np.ones((3, 1)), np.ones((2, 1)))

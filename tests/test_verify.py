@@ -6,7 +6,6 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
 from sparsecoded.verify import hall_surplus_test
 
@@ -49,9 +48,7 @@ def _hall_brute(pattern, s):
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    n=st.integers(1, 8), data=st.data(), seed=st.integers(0, 2**32 - 1), p=st.floats(0.2, 0.9)
-)
+@given(n=st.integers(1, 8), data=st.data(), seed=st.integers(0, 2**32 - 1), p=st.floats(0.2, 0.9))
 def test_flow_test_agrees_with_brute_force_hall(n, data, seed, p):
     k = data.draw(st.integers(1, n))
     pattern = np.random.default_rng(seed).random((n, k)) < p
@@ -119,3 +116,34 @@ def test_large_flow_certificate():
 def test_certify_rejects_other_objects():
     with pytest.raises(TypeError, match="MVCode or MMCode"):
         certify(np.eye(3))
+
+
+def test_reference_polynomial_mm_n24_4x5():
+    cert = certify(design_mm(24, 4, 5, "polynomial"))
+    assert cert.method == "exhaustive"
+    assert cert.subsets_checked == math.comb(24, 20)
+    assert f"{cert.worst_condition:.2e}" == "2.40e+10"
+
+
+@pytest.mark.parametrize(("n", "ka", "kb", "ref"), [(18, 5, 3, "2.51e+04"), (24, 4, 5, "1.97e+06")])
+def test_reference_orthopoly_mm(n, ka, kb, ref):
+    cert = certify(design_mm(n, ka, kb, "orthopoly"))
+    assert cert.straggler_optimal
+    assert f"{cert.worst_condition:.2e}" == ref
+
+
+def test_mm_sampled_method_and_witness(rng):
+    # n = 30, 3 x 5: C(30, 15) is far beyond max_subsets
+    code = design_mm(30, 3, 5, seed=0, trials=1)
+    cert = certify(code, seed=0, samples=300)
+    assert cert.method == "sampled"
+    assert cert.straggler_optimal
+    # uncoded-style layout: all workers but one on cell (0, 0) -> fails
+    a = np.zeros((6, 2))
+    b = np.zeros((6, 2))
+    a[:, 0] = b[:, 0] = 1.0
+    a[5] = [0.0, 1.0]
+    bad = MMCode.from_matrices(a, b)
+    cert = certify(bad)
+    assert not cert.straggler_optimal
+    assert np.linalg.matrix_rank(bad.product_rows()[list(cert.witness)]) < 4

@@ -8,7 +8,6 @@ have.  The designs in :mod:`sparsecoded.codes` meet them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 __all__ = [
@@ -187,10 +186,7 @@ def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int
     """
     product, lo_a, lo_b = mm_conditions(n_workers, k_a, k_b)
     pairs = [
-        (wa, wb)
-        for wa in range(lo_a, k_a + 1)
-        for wb in range(lo_b, k_b + 1)
-        if wa * wb >= product
+        (wa, wb) for wa in range(lo_a, k_a + 1) for wb in range(lo_b, k_b + 1) if wa * wb >= product
     ]
     return sorted(
         pairs,

@@ -302,7 +302,9 @@ def _flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[in
     """
     n = support.shape[0]
     csc = sp.csc_array(support)
-    touch = np.unique(np.concatenate([csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in blocks]))
+    touch = np.unique(
+        np.concatenate([csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in blocks])
+    )
     removed = list(touch[:s])
     if len(removed) < s:
         rest = np.setdiff1d(np.arange(n), touch)
@@ -504,18 +506,25 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
 
 def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
     """Silence first the workers touching one A-block, one B-block or one cell."""
-    n = code.n_workers
     a = code.encoding_a.toarray() != 0
     b = code.encoding_b.toarray() != 0
-    groups = [np.flatnonzero(a[:, p]) for p in range(code.k_a)]
-    groups += [np.flatnonzero(b[:, q]) for q in range(code.k_b)]
-    groups += [
-        np.flatnonzero(a[:, p] & b[:, q]) for p in range(code.k_a) for q in range(code.k_b)
-    ]
+    return _mm_adversarial_arrays(a, b, s, rng, variants)
+
+
+def _mm_adversarial_arrays(
+    a: np.ndarray, b: np.ndarray, s: int, rng: np.random.Generator, variants: int = 3
+) -> np.ndarray:
+    n, ka = a.shape
+    kb = b.shape[1]
+    groups = [np.flatnonzero(a[:, p]) for p in range(ka)]
+    groups += [np.flatnonzero(b[:, q]) for q in range(kb)]
+    groups += [np.flatnonzero(a[:, p] & b[:, q]) for p in range(ka) for q in range(kb)]
     out = []
     for g in groups:
         for _ in range(variants):
             touch = rng.permutation(g)[:s]
-            rest = rng.permutation(np.setdiff1d(np.arange(n), touch))[: s - touch.size]
+            keep = np.ones(n, dtype=bool)
+            keep[touch] = False
+            rest = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
             out.append(_drop(n, np.concatenate([touch, rest]).astype(np.int64)))
     return np.asarray(out, dtype=np.int64).reshape(len(out), n - s)
