@@ -210,3 +210,58 @@ def test_mm_errors():
         ValueError, match="encoding_b has 2 rows, expected encoding_a.shape\\[0\\] = 3"
     ):
         MMCode.from_matrices(np.ones((3, 1)), np.ones((2, 1)))
+
+
+# ---------------------------------------------------------------------------
+# heterogeneous devices
+
+
+@pytest.mark.parametrize(
+    ("caps", "k"),
+    [([1, 1, 2, 2, 4], 5), ([2, 2, 2, 2], 5), ([1, 2, 3, 1, 2, 3, 1, 2], 8), ([3, 1, 1, 1, 2], 4)],
+)
+def test_hetero_design_tolerates_physical_stragglers(caps, k, rng):
+    code = design_mv(len(caps), k, capacities=caps, seed=0)
+    assert code.capacities == tuple(caps)
+    assert code.encoding.shape == (sum(caps), k)
+    np.testing.assert_array_equal(np.bincount(code.owner, minlength=len(caps)), caps)
+    assert code.stragglers == bounds.hetero_stragglers(caps, k)
+    assert bounds.hetero_weight(caps, k) <= code.weight <= bounds.mv_weight(sum(caps), k)
+    cert = certify(code)
+    assert cert.straggler_optimal
+    # every set of s silenced devices: the survivors' rows decode random data
+    e = code.encoding.toarray()
+    blocks = rng.standard_normal((k, 2))
+    for dead in itertools.combinations(range(len(caps)), code.stragglers):
+        rows = np.flatnonzero(~np.isin(code.owner, dead))
+        z, *_ = np.linalg.lstsq(e[rows], e[rows] @ blocks, rcond=None)
+        np.testing.assert_allclose(z, blocks, atol=1e-8)
+
+
+def test_hetero_unit_capacities_match_homogeneous():
+    code = design_mv(12, 9, capacities=[1] * 12, seed=0, trials=1)
+    assert code.weight == bounds.mv_weight(12, 9)
+    assert code.stragglers == 3
+
+
+def test_hetero_certify_finds_bad_device_layout():
+    # device 0 holds both copies of block 0: silencing it loses block 0
+    e = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    code = MVCode.from_matrix(e, owner=[0, 0, 1, 2])
+    assert code.stragglers == 1
+    cert = certify(code)
+    assert not cert.straggler_optimal
+    assert cert.witness == (1, 2)
+
+
+def test_hetero_errors():
+    with pytest.raises(ValueError, match="capacities must be >= 0, got capacities\\[0\\] = -1"):
+        design_mv(3, 2, capacities=[-1, 2, 2])
+    with pytest.raises(ValueError, match="capacities must be integers"):
+        design_mv(3, 2, capacities=[1.5, 2, 2])
+    with pytest.raises(ValueError, match="at least k = 9 blocks in total, got 6"):
+        design_mv(3, 9, capacities=[2, 2, 2])
+    with pytest.raises(ValueError, match="capacities must have length n_workers = 4, got 3"):
+        design_mv(4, 2, capacities=[2, 2, 2])
+    with pytest.raises(ValueError, match="stragglers must be <= 1 .* got 2"):
+        design_mv(3, 4, capacities=[2, 2, 2], stragglers=2)

@@ -396,7 +396,15 @@ def design_mv(
         ``"mds"``, ``"polynomial"``, ``"orthopoly"``.
     capacities : sequence of int, optional
         Coded blocks stored by each device (SPEC section 4); length
-        ``n_workers``.  Only for ``"sparse"``.
+        ``n_workers``.  Only for ``"sparse"``.  The rows are then the
+        ``sum(capacities)`` coded blocks, dealt round-robin to the devices
+        (``owner``), with the cyclic layout over the rows.  The weight starts
+        at the lower bound :func:`sparsecoded.bounds.hetero_weight` and grows
+        until every set of ``stragglers`` silenced devices leaves a decodable
+        system (checked exhaustively, structural rank, when there are at most
+        20000 such sets).  When no lighter layout is proven this way, the
+        virtual-worker weight ``mv_weight(sum(capacities), k)`` is used: then
+        any ``k`` finished blocks decode, partial work of slow devices included.
     stragglers : int, optional
         With capacities: physical stragglers to tolerate (default the most
         possible).

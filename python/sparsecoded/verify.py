@@ -483,7 +483,7 @@ def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
     worst, count, witness, method = _hetero_scan(e, owner, n, s, samples, seed)
     if ok and witness is None:
         return Certificate(True, "flow", worst, count, None, s)
-    return Certificate(False, "sampled", worst, count, witness, s)
+    return Certificate(witness is None, "sampled", worst, count, witness, s)
 
 
 def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
