@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "check_mm_params",
+    "coded_density",
     "check_mv_params",
     "hetero_stragglers",
     "hetero_weight",
@@ -363,3 +364,31 @@ def hetero_weight(capacities: Sequence[int], k: int, stragglers: int | None = No
             f"(the remaining devices must hold k blocks), got {s}"
         )
     return -(-k * (s + 1) // sum(caps))
+
+
+def coded_density(density: float, weight: int) -> float:
+    """Expected density of a coded block mixing ``weight`` blocks of density p.
+
+    An entry of the mix is nonzero when one of the ``weight`` blocks has it
+    (cancellation has probability zero): ``1 - (1 - p)^weight``, about
+    ``weight * p`` for small p (SPEC section 1).
+
+    Parameters
+    ----------
+    density : float
+        Density p of each data block, in [0, 1].
+    weight : int
+        Number of blocks mixed; 0 gives an empty block.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(coded_density(0.01, 4) / coded_density(0.01, 16), 3)
+    0.265
+    """
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    return 1.0 - (1.0 - density) ** weight
