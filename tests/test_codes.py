@@ -265,3 +265,13 @@ def test_hetero_errors():
         design_mv(4, 2, capacities=[2, 2, 2])
     with pytest.raises(ValueError, match="stragglers must be <= 1 .* got 2"):
         design_mv(3, 4, capacities=[2, 2, 2], stragglers=2)
+
+
+@pytest.mark.parametrize(("n", "ka", "kb"), [(19, 3, 5), (22, 3, 4)])
+def test_sparse_mm_falls_back_past_infeasible_spec_pair(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert code.fallback
+    assert code.target_weights == bounds.mm_weights(n, ka, kb)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb, refined=True)
+    assert "infeasible" in code.fallback_reason
+    assert certify(code, samples=200, seed=0).straggler_optimal

@@ -190,6 +190,9 @@ class MMCode:
     fallback : bool
         True when the search found no verified layout at the minimal pair and
         used the next feasible one (then ``(weight_a, weight_b) != target_weights``).
+    fallback_reason : str or None
+        Why, for each skipped pair: provably infeasible (fails
+        :func:`sparsecoded.bounds.mm_counting_ok`) or not found by the search.
     """
 
     n_workers: int
@@ -203,6 +206,7 @@ class MMCode:
     scheme: str = "custom"
     target_weights: tuple[int, int] | None = None
     fallback: bool = False
+    fallback_reason: str | None = None
 
     @property
     def k(self) -> int:
@@ -598,10 +602,12 @@ def design_mm(
     s = n - big_k
     target = None
     fallback = False
+    reason = None
     if scheme == "sparse":
         target = bounds.mm_weights(n, ka, kb)
-        ea, eb, pair = _sparse_mm_layout(n, ka, kb, rng, trials)
+        ea, eb, pair, skipped = _sparse_mm_layout(n, ka, kb, rng, trials)
         fallback = pair != target
+        reason = "; ".join(skipped) if fallback else None
     elif scheme == "uncoded":
         cells = np.arange(big_k)
         ea = sp.csr_array((np.ones(big_k), (cells, cells // kb)), shape=(n, ka))
@@ -652,6 +658,7 @@ def design_mm(
         scheme=scheme,
         target_weights=target,
         fallback=fallback,
+        fallback_reason=reason,
     )
 
 
@@ -781,7 +788,13 @@ def _sparse_mm_layout(n, ka, kb, rng, trials):
     """Minimum-weight window layout (SPEC 3), verified by rank; falls back pair by pair."""
     big_k = ka * kb
     pairs = bounds.mm_feasible_pairs(n, ka, kb)
+    skipped = []
     for wa, wb in [*pairs[:MM_MAX_PAIRS], (ka, kb)]:
+        if not bounds.mm_counting_ok(n, ka, kb, wa, wb):
+            skipped.append(
+                f"({wa}, {wb}) is infeasible (counting condition, see bounds.mm_counting_ok)"
+            )
+            continue
         for attempt in range(MM_ATTEMPTS):
             cells = _mm_place(n, ka, kb, wa, wb, rng, randomize=attempt > 0)
             if cells is None:
@@ -796,5 +809,6 @@ def _sparse_mm_layout(n, ka, kb, rng, trials):
                 ]
                 scores = [_mm_score(x, y, budget) for x, y in cands]
                 a, b = cands[int(np.argmin(scores))]
-            return a, b, (wa, wb)
+            return a, b, (wa, wb), skipped
+        skipped.append(f"({wa}, {wb}): no verified layout found by the window search")
     raise RuntimeError(f"no decodable MM layout found for n={n}, k_a={ka}, k_b={kb}")

@@ -254,8 +254,10 @@ def hall_surplus_test(support: sp.csr_array, s: int) -> tuple[bool, np.ndarray |
     >>> import numpy as np, scipy.sparse as sp
     >>> hall_surplus_test(sp.csr_array(np.ones((3, 2))), 1)[0]
     True
-    >>> hall_surplus_test(sp.csr_array(np.eye(3)), 1)
-    (False, array([0]))
+    >>> e = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]])
+    >>> ok, blocks = hall_surplus_test(sp.csr_array(e), 1)
+    >>> ok, blocks.tolist()  # block 2 sits on one worker only
+    (False, [2])
     """
     n, k = support.shape
     pat = sp.csc_array(support)
@@ -290,8 +292,7 @@ def _violating_set(graph, res, j, s, k) -> np.ndarray:
     residual.data[residual.data < 0] = 0
     residual.eliminate_zeros()
     reach = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
-    blocks = np.sort(reach[(reach >= 1) & (reach <= k)]) - 1
-    return blocks
+    return (np.sort(reach[(reach >= 1) & (reach <= k)]) - 1).astype(np.int64)
 
 
 def _flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[int, ...]:
@@ -428,8 +429,8 @@ def certify(
     >>> cert = certify(design_mv(12, 9, seed=0))
     >>> cert.straggler_optimal, cert.method
     (True, 'exhaustive')
-    >>> certify(design_mv(12, 9, "replication")).witness
-    (0, 1, 2, 3, 4, 5, 6, 7, 8)
+    >>> certify(design_mv(12, 9, "replication")).witness  # two copies of block 0
+    (0, 1, 2, 3, 4, 5, 6, 7, 9)
     """
     from .codes import MMCode, MVCode
 
