@@ -10,7 +10,7 @@ from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
 from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
 
 
-def _decode_all_subsets(code, rng, max_sets=300):
+def _decode_all_subsets(code, rng, max_sets=500):
     """Solve with every (or many) k-sets of responders on random data."""
     n, k = code.n_workers, code.k
     e = code.encoding.toarray()
@@ -275,3 +275,13 @@ def test_sparse_mm_falls_back_past_infeasible_spec_pair(n, ka, kb):
     assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb, refined=True)
     assert "infeasible" in code.fallback_reason
     assert certify(code, samples=200, seed=0).straggler_optimal
+
+
+def test_hetero_large_uses_virtual_design_proven_by_flow():
+    caps = [2] * 30
+    code = design_mv(30, 40, capacities=caps, seed=0, trials=1)
+    assert code.stragglers == 10
+    # C(30, 10) device sets are too many to enumerate: the virtual design
+    assert code.weight == bounds.mv_weight(60, 40)
+    cert = certify(code, samples=50, seed=0)
+    assert (cert.straggler_optimal, cert.method) == (True, "flow")
