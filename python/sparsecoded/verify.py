@@ -276,19 +276,21 @@ def hall_surplus_test(support: sp.csr_array, s: int) -> tuple[bool, np.ndarray |
     src_edges = np.arange(graph.indptr[0], graph.indptr[1])
     if k + s > n:  # S = all blocks already fails
         return False, np.arange(k)
+    # Once block j passed, every S containing j is fine, so later tests only
+    # need the sets inside blocks j+1..k-1: earlier blocks get supply 0 and
+    # the flows shrink as the scan goes on.
     for j in range(k):
         graph.data[src_edges[j]] = s + 1
         res = maximum_flow(graph, src, sink, method="dinic")
-        graph.data[src_edges[j]] = 1
-        if res.flow_value < k + s:
-            return False, _violating_set(graph, res, j, s, k)
+        if res.flow_value < (k - j) + s:
+            return False, _violating_set(graph, res)
+        graph.data[src_edges[j]] = 0
     return True, None
 
 
-def _violating_set(graph, res, j, s, k) -> np.ndarray:
-    g = graph.copy()
-    g.data[g.indptr[0] + j] = s + 1
-    residual = sp.csr_array(g - res.flow)
+def _violating_set(graph, res) -> np.ndarray:
+    k = int(graph.indptr[1] - graph.indptr[0])
+    residual = sp.csr_array(graph - res.flow)
     residual.data[residual.data < 0] = 0
     residual.eliminate_zeros()
     reach = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
