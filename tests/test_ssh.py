@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
 from sparsecoded.stragglers import Crash
 
 pytest.importorskip("distributed")
