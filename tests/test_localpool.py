@@ -48,7 +48,17 @@ def open_fds():
 
 
 def gone(pid):
-    """True once process ``pid`` has exited (a zombie counts: it runs nothing)."""
+    """True once process ``pid`` has exited and released everything it held.
+
+    For our own children ask waitid without reaping them (the pool still will).
+    A zombie in /proc is not enough: its main thread is done while its other
+    threads (numpy's BLAS pool) may still hold its file descriptors.
+    """
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return info is not None
+    except ChildProcessError:  # not our child (or already reaped)
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -889,7 +889,7 @@ class LocalPool:
             while not decided:
                 if not pending:
                     raise NotEnoughWorkers(
-                        self._short_message(job, tag, results, dead, skipped, order),
+                        self._short_message(job, tag, results, dead, skipped, order, respawned),
                         dead=dead,
                         answered=_answered(order),
                     )
@@ -993,7 +993,7 @@ class LocalPool:
             st.pending.pop(w, None)
         return False
 
-    def _short_message(self, job, tag, results, dead, skipped, order) -> str:
+    def _short_message(self, job, tag, results, dead, skipped, order, respawned) -> str:
         answered = _answered(order)
         text = (
             f"round {tag} of job {job!r}: enough(results) is still False with every live "
@@ -1001,7 +1001,10 @@ class LocalPool:
             f"({len(results)} results); dead workers: {sorted(dead) or 'none'}"
         )
         if dead:
-            text += " (respawned for the next round)"
+            codes = [self._res.procs[w].exitcode for w in sorted(dead)]
+            text += f" (exit codes {codes}; respawned for the next round)"
+        if respawned:
+            text += f"; respawned before this round: {respawned}"
         if skipped:
             text += f"; skipped, still busy with earlier rounds: {skipped}"
         return text
