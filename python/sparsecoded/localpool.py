@@ -826,6 +826,12 @@ class LocalPool:
     ) -> RoundResult:
         """One round of ``op`` on the payloads of ``job``; see :meth:`sparsecoded.pool.Pool.run`.
 
+        ``RoundResult.extra`` holds ``round`` (the pool's round tag), ``arrival``
+        (seconds from broadcast to each result's arrival), ``respawned`` and
+        ``died_between_rounds`` (workers found dead, and respawned, before the
+        broadcast), ``skipped`` (workers still busy with too many earlier rounds
+        to be sent this one; also listed in ``cancelled``).
+
         Raises
         ------
         NotEnoughWorkers
