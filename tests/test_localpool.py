@@ -162,14 +162,14 @@ def test_jobs_coexist_and_drop(pool, rng):
     x, y = rng.standard_normal(6), rng.standard_normal(5)
     for _ in range(3):
         np.testing.assert_array_equal(
-            pool.run("first", "matvec", x, enough=everyone(N)).results[(2, 0)], a @ x
+            pool.run("first", "matvec", x, enough=everyone(N)).results[(2, 0)], compute("matvec", a, x)
         )
         np.testing.assert_array_equal(
-            pool.run("second", "matvec", y, enough=everyone(N)).results[(2, 0)], b @ y
+            pool.run("second", "matvec", y, enough=everyone(N)).results[(2, 0)], compute("matvec", b, y)
         )
     pool.place("second", [[a]] * N)  # replaced: new payloads under the same key
     np.testing.assert_array_equal(
-        pool.run("second", "matvec", x, enough=everyone(N)).results[(1, 0)], a @ x
+        pool.run("second", "matvec", x, enough=everyone(N)).results[(1, 0)], compute("matvec", a, x)
     )
     pool.drop("first")
     pool.drop("first")  # dropping twice is harmless
@@ -256,7 +256,7 @@ def test_delayed_workers_are_cancelled_and_leave_no_stale_answer(pool, job, rng)
         r = pool.run(job, "matvec", y, enough=everyone(N))
         assert time.perf_counter() - t0 < 1.0
         for w in range(N):
-            np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ y)
+            np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], y))
 
 
 def test_crash_mid_round_then_respawn(pool, job, rng):
@@ -270,7 +270,7 @@ def test_crash_mid_round_then_respawn(pool, job, rng):
     assert r.dead == [0, 2]
     assert sorted(r.results) == [(1, 0), (3, 0)]
     for w in (1, 3):
-        np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ x)
+        np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
     assert wait_until(lambda: gone(pids[0]) and gone(pids[2]), 5)
     # respawned, payloads placed again: everyone answers the next round
     new = pool.pids
@@ -279,7 +279,7 @@ def test_crash_mid_round_then_respawn(pool, job, rng):
     assert r.dead == []
     assert sorted(r.answered) == list(range(N))
     for w in range(N):
-        np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ x)
+        np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
 
 
 def test_too_many_dead_raises_quickly_naming_them(pool, job, rng):
@@ -313,7 +313,7 @@ def test_timeout_raises_and_cancels(pool, job, rng):
 
 def test_worker_exception_reaches_the_master(pool, job, rng):
     pool.place(job, [[(block(rng, 3, 4), block(rng, 5, 2))]] * N)  # inner sizes differ
-    with pytest.raises(ValueError, match="mismatch") as info:
+    with pytest.raises(ValueError, match=r"B has B.shape\[0\] = 5 rows, expected A.shape\[1\] = 4") as info:
         pool.run(job, "matmat", None, enough=everyone(N))
     if sys.version_info >= (3, 11):
         assert "in LocalPool worker" in "".join(info.value.__notes__)
@@ -330,7 +330,7 @@ def test_exception_in_enough_keeps_the_pool(pool, job, rng):
     with pytest.raises(ZeroDivisionError, match="decoder bug"):
         pool.run(job, "matvec", x, enough=broken)
     r = pool.run(job, "matvec", x, enough=everyone(N))
-    np.testing.assert_array_equal(r.results[(3, 0)], a @ x)
+    np.testing.assert_array_equal(r.results[(3, 0)], compute("matvec", a, x))
 
 
 @needs_linux
@@ -344,7 +344,7 @@ def test_worker_killed_between_rounds_is_respawned(pool, job, rng):
     r = pool.run(job, "matvec", x, enough=everyone(N))
     assert r.extra["died_between_rounds"] == [1]
     assert r.dead == []
-    np.testing.assert_array_equal(r.results[(1, 0)], a @ x)
+    np.testing.assert_array_equal(r.results[(1, 0)], compute("matvec", a, x))
 
 
 # ----------------------------------------------------------------------------- resources
@@ -361,7 +361,7 @@ def test_rounds_leak_neither_fds_nor_segments(pool, job, rng):
         r = pool.run(job, "matvec", x, enough=everyone(N - 1 if i % 2 else N))
     assert open_fds() == fds
     assert our_segments() == segments
-    np.testing.assert_array_equal(r.results[(0, 0)], a @ x)
+    np.testing.assert_array_equal(r.results[(0, 0)], compute("matvec", a, x))
     # a crash and its respawn do not leak either
     pool.run(
         job, "matvec", x, enough=everyone(N - 1), actions=[Action(crash=True)] + [Action()] * 3
@@ -512,7 +512,7 @@ def test_bad_input(pool, job, rng):
         pool.run("nope", "matvec", x, enough=everyone(N))
     # nothing above broke the pool
     np.testing.assert_array_equal(
-        pool.run(job, "matvec", x, enough=everyone(N)).results[(0, 0)], a @ x
+        pool.run(job, "matvec", x, enough=everyone(N)).results[(0, 0)], compute("matvec", a, x)
     )
 
 
