@@ -1,0 +1,151 @@
+"""Coded jobs end to end: every scheme exact against scipy, stragglers, crashes, bad input.
+
+Each job runs on the in-process InlinePool (simulated clock) and on LocalPool
+(real processes); DaskPool has its own module with a LocalCluster.
+"""
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sparsecoded import CodedMatMat, CodedMatVec, InlinePool, LocalPool, NotEnoughWorkers, design_mm, design_mv
+from sparsecoded.stragglers import Crash, FixedDelay
+
+N, K = 8, 6
+MV_SCHEMES = [("sparse", K), ("mds", K), ("polynomial", K), ("orthopoly", K), ("replication", 4), ("uncoded", N)]
+MM_SCHEMES = ["sparse", "mds", "polynomial", "orthopoly", "rkrp"]
+
+
+@pytest.fixture(scope="module")
+def local_pool():
+    with LocalPool(N, timeout=20) as pool:
+        yield pool
+
+
+@pytest.fixture(params=["inline", "local"])
+def pool(request, local_pool):
+    if request.param == "local":
+        return local_pool
+    return InlinePool(N)
+
+
+@pytest.fixture
+def A(rng):
+    return sp.random_array((403, 120), density=0.05, format="csr", rng=rng)
+
+
+def rel_err(y, ref):
+    return np.linalg.norm(np.asarray(y) - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize(("scheme", "k"), MV_SCHEMES)
+def test_matvec_every_scheme_exact(pool, A, rng, scheme, k):
+    code = design_mv(N, k, scheme, seed=1)
+    x = rng.standard_normal(A.shape[1])
+    X = rng.standard_normal((A.shape[1], 3))
+    with CodedMatVec(A, code, pool) as op:
+        assert rel_err(op @ x, A @ x) < 1e-9
+        assert rel_err(op(X), A @ X) < 1e-9
+        assert op.report.condition >= 1.0
+        assert len(op.report.rows_used) == k
+
+
+@pytest.mark.parametrize("scheme", ["sparse", "mds"])
+def test_matvec_float32(pool, rng, scheme):
+    A = sp.random_array((300, 90), density=0.05, format="csr", rng=rng, dtype=np.float32)
+    x = rng.standard_normal(90).astype(np.float32)
+    with CodedMatVec(A, design_mv(N, K, scheme, seed=2), pool) as op:
+        y = op @ x
+        assert y.dtype == np.float32
+        ref = A.astype(np.float64) @ x.astype(np.float64)
+        assert rel_err(y, ref) < 1e-6 * op.report.condition
+
+
+@pytest.mark.parametrize("scheme", MM_SCHEMES)
+def test_matmat_every_scheme_exact(pool, rng, scheme):
+    A = sp.random_array((90, 60), density=0.05, format="csr", rng=rng)
+    B = sp.random_array((60, 70), density=0.05, format="csr", rng=rng)
+    code = design_mm(N, 2, 3, scheme, seed=3)
+    with CodedMatMat(A, B, code, pool) as job:
+        C = job.compute()
+    ref = (A @ B).toarray()
+    dense = C.toarray() if sp.issparse(C) else C
+    assert C.shape == ref.shape
+    assert np.abs(dense - ref).max() <= 1e-9 * max(1.0, np.abs(ref).max())
+
+
+def test_delayed_stragglers_are_not_waited_for(local_pool, A, rng):
+    code = design_mv(N, K, "sparse", seed=4)
+    slow = [1, 5]
+    x = rng.standard_normal(A.shape[1])
+    with CodedMatVec(A, code, local_pool, stragglers=FixedDelay(slow, 2.0)) as op:
+        t0 = time.perf_counter()
+        y = op @ x
+        elapsed = time.perf_counter() - t0
+        assert elapsed < 1.0
+        assert rel_err(y, A @ x) < 1e-9
+        assert set(op.report.answered).isdisjoint(slow)
+        assert set(slow) <= set(op.report.cancelled)
+        # the same fast responders again: the factorisation is reused
+        op @ x
+        assert op.report.decode_cached
+
+
+def test_uncoded_waits_for_its_straggler(local_pool, A, rng):
+    code = design_mv(N, N, "uncoded")
+    x = rng.standard_normal(A.shape[1])
+    with CodedMatVec(A, code, local_pool, stragglers=FixedDelay([3], 0.6)) as op:
+        t0 = time.perf_counter()
+        y = op @ x
+        assert time.perf_counter() - t0 >= 0.6
+    assert rel_err(y, A @ x) < 1e-12
+
+
+def test_s_crashes_survive_and_the_next_round_uses_respawned_workers(local_pool, A, rng):
+    code = design_mv(N, K, "sparse", seed=5)
+    x = rng.standard_normal(A.shape[1])
+    with CodedMatVec(A, code, local_pool, stragglers=Crash([0, 7], rounds=[0])) as op:
+        assert rel_err(op @ x, A @ x) < 1e-9
+        assert op.report.dead == [0, 7]
+        assert rel_err(op @ x, A @ x) < 1e-9
+        assert op.report.dead == []
+
+
+def test_more_than_s_dead_is_a_clear_error_not_a_hang(pool, A, rng):
+    code = design_mv(N, K, "sparse", seed=6)
+    x = rng.standard_normal(A.shape[1])
+    with CodedMatVec(A, code, pool, stragglers=Crash([0, 3, 6], rounds=[0]), timeout=15) as op:
+        t0 = time.perf_counter()
+        with pytest.raises(NotEnoughWorkers, match=r"needs results covering all k = 6 blocks.*dead workers \[0, 3, 6\]"):
+            op @ x
+        assert time.perf_counter() - t0 < 10
+        assert rel_err(op @ x, A @ x) < 1e-9  # round 1: respawned, no crash injected
+
+
+def test_heterogeneous_devices_decode_from_their_rows(pool, A, rng):
+    code = design_mv(4, 6, "sparse", capacities=[3, 2, 2, 1], seed=7)
+    x = rng.standard_normal(A.shape[1])
+    with CodedMatVec(A, code, pool) as op:
+        assert rel_err(op @ x, A @ x) < 1e-9
+        assert set(op.report.compute_seconds) <= {0, 1, 2, 3}  # keyed by physical device
+        assert len(op.report.rows_used) == 6
+
+
+def test_bad_input(pool, A, rng):
+    code = design_mv(N, K, "sparse", seed=8)
+    with CodedMatVec(A, code, pool) as op:
+        with pytest.raises(ValueError, match=r"x has length 5, expected A.shape\[1\] = 120"):
+            op @ np.ones(5)
+        with pytest.raises(ValueError, match=r"X has 7 rows, expected A.shape\[1\] = 120"):
+            op @ np.ones((7, 2))
+        with pytest.raises(ValueError, match="x must be a vector or a 2-D matrix, got 3-D"):
+            op @ np.ones((120, 2, 2))
+    with pytest.raises(ValueError, match="k = 6 row blocks, but A has only 4 rows"):
+        CodedMatVec(sp.random_array((4, 10), density=0.5, format="csr", rng=rng), code, pool)
+    with pytest.raises(ValueError, match="the pool has 8 workers, expected at least the code's 10 devices"):
+        CodedMatVec(A, design_mv(10, 6, seed=0), pool)
+    B = sp.random_array((119, 5), density=0.5, format="csr", rng=rng)
+    with pytest.raises(ValueError, match=r"B has 119 rows, expected A.shape\[1\] = 120"):
+        CodedMatMat(A, B, design_mm(N, 2, 2, seed=0), pool)
