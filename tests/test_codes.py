@@ -285,3 +285,11 @@ def test_hetero_large_uses_virtual_design_proven_by_flow():
     assert code.weight == bounds.mv_weight(60, 40)
     cert = certify(code, samples=50, seed=0)
     assert (cert.straggler_optimal, cert.method) == (True, "flow")
+
+
+@pytest.mark.parametrize(("n", "ka", "kb"), [(24, 1, 16), (24, 16, 1)])
+def test_sparse_mm_with_one_side_unsplit_is_the_mv_layout(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
+    assert not code.fallback
+    assert certify(code, samples=300, seed=0).straggler_optimal
