@@ -819,7 +819,6 @@ def _mm_layout_ok(a: np.ndarray, b: np.ndarray, rng, *, exhaustive_limit: int) -
 
 def _sparse_mm_layout(n, ka, kb, rng, trials):
     """Minimum-weight window layout (SPEC 3), verified by rank; falls back pair by pair."""
-    big_k = ka * kb
     pairs = bounds.mm_feasible_pairs(n, ka, kb)
     skipped = []
     for wa, wb in [*pairs[:MM_MAX_PAIRS], (ka, kb)]:
