@@ -293,3 +293,25 @@ def test_sparse_mm_with_one_side_unsplit_is_the_mv_layout(n, ka, kb):
     assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
     assert not code.fallback
     assert certify(code, samples=300, seed=0).straggler_optimal
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 30), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_random_layout_same_weight_and_certified(n, data, seed):
+    k = data.draw(st.integers(1, n))
+    code = design_mv(n, k, seed=seed, trials=1, layout="random")
+    assert code.weight == bounds.mv_weight(n, k)
+    assert certify(code, max_subsets=0, samples=20, seed=0).straggler_optimal
+
+
+def test_random_layout_conditions_better_at_n100():
+    # the cyclic band is ill-conditioned when a run of workers straggles
+    cyc = certify(design_mv(100, 80, seed=0), max_subsets=0, samples=100, seed=0)
+    rnd = certify(design_mv(100, 80, seed=0, layout="random"), max_subsets=0, samples=100, seed=0)
+    assert rnd.straggler_optimal
+    assert rnd.worst_condition * 100 < cyc.worst_condition
+
+
+def test_layout_rejected():
+    with pytest.raises(ValueError, match="layout must be 'cyclic' or 'random', got 'band'"):
+        design_mv(10, 5, layout="band")
