@@ -437,7 +437,7 @@ def hetero_decodable_supports(
     return True
 
 
-def _hetero_responder_rows(owner: np.ndarray, n: int, s: int, dead: Iterable[int]) -> np.ndarray:
+def _hetero_responder_rows(owner: np.ndarray, dead: Iterable[int]) -> np.ndarray:
     return np.flatnonzero(~np.isin(owner, list(dead)))
 
 
@@ -470,7 +470,7 @@ def _hetero_scan(encoding, owner, n, s, max_subsets, seed):
         method = "sampled"
     worst, count, witness = 0.0, 0, None
     for dead in sets:
-        sub = dense[_hetero_responder_rows(owner, n, s, dead)]
+        sub = dense[_hetero_responder_rows(owner, dead)]
         count += 1
         if sub.shape[0] < k:
             c = math.inf
