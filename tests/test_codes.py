@@ -54,9 +54,9 @@ def test_random_sparse_designs_certify_and_decode(n, data, seed):
 
 
 def test_design_is_deterministic_under_seed():
-    a = design_mv(20, 16, seed=7)
-    b = design_mv(20, 16, seed=7)
-    c = design_mv(20, 16, seed=8)
+    a = design_mv(20, 16, seed=7, trials=2)
+    b = design_mv(20, 16, seed=7, trials=2)
+    c = design_mv(20, 16, seed=8, trials=2)
     assert (a.encoding != b.encoding).nnz == 0
     assert (a.encoding != c.encoding).nnz > 0
 
@@ -285,3 +285,44 @@ def test_hetero_large_uses_virtual_design_proven_by_flow():
     assert code.weight == bounds.mv_weight(60, 40)
     cert = certify(code, samples=50, seed=0)
     assert (cert.straggler_optimal, cert.method) == (True, "flow")
+
+
+@pytest.mark.parametrize(("n", "ka", "kb"), [(24, 1, 16), (24, 16, 1)])
+def test_sparse_mm_with_one_side_unsplit_is_the_mv_layout(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
+    assert not code.fallback
+    assert certify(code, samples=300, seed=0).straggler_optimal
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 30), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_random_layout_same_weight_and_certified(n, data, seed):
+    k = data.draw(st.integers(1, n))
+    code = design_mv(n, k, seed=seed, trials=1, layout="random")
+    assert code.weight == bounds.mv_weight(n, k)
+    assert certify(code, max_subsets=0, samples=20, seed=0).straggler_optimal
+
+
+def test_random_layout_conditions_better_at_n100():
+    # the cyclic band is ill-conditioned when a run of workers straggles
+    cyc = certify(design_mv(100, 80, seed=0), max_subsets=0, samples=100, seed=0)
+    rnd = certify(design_mv(100, 80, seed=0, layout="random"), max_subsets=0, samples=100, seed=0)
+    assert rnd.straggler_optimal
+    assert rnd.worst_condition * 100 < cyc.worst_condition
+
+
+def test_layout_rejected():
+    with pytest.raises(ValueError, match="layout must be 'cyclic' or 'random', got 'band'"):
+        design_mv(10, 5, layout="band")
+
+
+def test_sparse_mm_reaches_refined_minimum_small_n():
+    # the full sweep n <= 30 (1492 cases, about 12 min) is in the report
+    for n in range(1, 13):
+        for ka in range(1, n + 1):
+            for kb in range(1, n // ka + 1):
+                code = design_mm(n, ka, kb, seed=0, trials=1)
+                pair = (code.weight_a, code.weight_b)
+                assert pair == bounds.mm_weights(n, ka, kb, refined=True), (n, ka, kb)
+                assert code.fallback == (pair != bounds.mm_weights(n, ka, kb))
