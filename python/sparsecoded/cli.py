@@ -61,8 +61,8 @@ def _add_design(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layout",
         choices=("cyclic", "random"),
-        default="cyclic",
-        help="MV sparse support: cyclic (SPEC, default) or random (better conditioned)",
+        default="random",
+        help="MV sparse support: random (default, better conditioned) or cyclic (SPEC section 2)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_design)
