@@ -37,12 +37,13 @@ def client():
 
 
 @pytest.fixture
-def pool(client):
+def pool(client, request):
     from sparsecoded import DaskPool
 
-    # a previous test may have crashed some workers: wait for their nannies to restart them
-    _until(lambda: set(range(N)) <= set(_names(client)), timeout=60)
-    p = DaskPool(client, timeout=20)
+    mode = getattr(request, "param", "tasks")
+
+    _all_back(client)
+    p = DaskPool(client, timeout=20, mode=mode)
     assert p.names == list(range(N))
     yield p
     p.close()
@@ -67,6 +68,7 @@ def _decode(E, rr, m):
 
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-9), (np.float32, 2e-3)])
 @pytest.mark.parametrize("operand", ["vector", "matrix"])
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_matvec_exact_against_scipy(pool, rng, dtype, rtol, operand):
     A, E, blocks = _coded(rng, dtype)
     shape = (A.shape[1],) if operand == "vector" else (A.shape[1], 3)
@@ -84,6 +86,7 @@ def test_matvec_exact_against_scipy(pool, rng, dtype, rtol, operand):
         x = 2 * x
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_large_operand_is_scattered_and_exact(pool, rng):
     A, E, blocks = _coded(rng, np.float64, m=40, c=3000)
     pool.inline_bytes = 1024  # force the scatter path with a small x
@@ -107,6 +110,7 @@ def test_matmat_exact_against_scipy(pool, rng, dtype):
         np.testing.assert_allclose(got, (a @ b).toarray(), rtol=1e-5)
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_several_payloads_per_worker_arrive_one_by_one(pool, rng):
     # worker 0 is a device holding three coded blocks, the others one each
     A, E, blocks = _coded(rng, np.float64)
@@ -121,6 +125,7 @@ def test_several_payloads_per_worker_arrive_one_by_one(pool, rng):
         np.testing.assert_allclose(rr.results[(0, j)], (j + 1) * (blocks[0] @ x), rtol=1e-12)
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_delayed_workers_are_cancelled_and_the_round_is_fast(pool, rng):
     A, E, blocks = _coded(rng, np.float64)
     x = rng.standard_normal(A.shape[1])
@@ -159,6 +164,7 @@ def test_uncoded_round_waits_for_its_straggler(pool, rng):
     assert rr.order[-1] == (2, 0)
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
     A, E, blocks = _coded(rng, np.float64)
     x = rng.standard_normal(A.shape[1])
@@ -170,7 +176,7 @@ def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
     np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=1e-9)
     # the nanny restarts it under the same name at a new address; the pool re-places block 3
     # (the round may have ended before the scheduler saw the death: wait for the new process)
-    _until(lambda: pool.client.sync(pool._identity).get(3) not in (None, old), timeout=60)
+    _until(lambda: pool.client.sync(pool._identity).get(3) not in (None, old), timeout=150)
     pool.wait_for_workers(timeout=60)
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
     assert sorted(rr.answered) == list(range(N))
@@ -191,6 +197,7 @@ def test_too_many_dead_raises_quickly_naming_them(pool, rng):
     assert sorted(info.value.answered) == [1, 3, 4]
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_timeout_raises_not_enough_workers(pool, rng):
     A, E, blocks = _coded(rng, np.float64)
     x = rng.standard_normal(A.shape[1])
@@ -227,6 +234,7 @@ def test_drop_and_close_release_the_data(client, rng):
     from sparsecoded import DaskPool
 
     A, E, blocks = _coded(rng, np.float64)
+    _all_back(client)
     before = sum(len(v) for v in client.has_what().values())
     pool = DaskPool(client)
     pool.place("A", [[b] for b in blocks])
@@ -241,6 +249,12 @@ def test_drop_and_close_release_the_data(client, rng):
         pool.run("B", "matvec", np.ones(A.shape[1]), enough=_any_k)
     pool.close()  # idempotent
     assert client.status == "running"  # the user's client is left alone
+
+
+def _all_back(client):
+    # a previous test may have crashed some workers: wait for their nannies to
+    # restart them (seconds each when idle; up to a minute was seen at load 18)
+    _until(lambda: set(range(N)) <= set(_names(client)), timeout=150)
 
 
 def _names(client):

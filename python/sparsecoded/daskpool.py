@@ -143,6 +143,86 @@ def _slot_task(
     return value, seconds
 
 
+class _RoundOnDevice:
+    def __init__(self) -> None:
+        self.cancel = asyncio.Event()
+        self.progress = asyncio.Condition()
+        self.done = 0
+
+
+_compute_thread: Any = None
+
+
+def _compute_executor() -> Any:
+    """One compute thread per worker process for the actor path: a device works serially."""
+    global _compute_thread
+    if _compute_thread is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _compute_thread = ThreadPoolExecutor(1, thread_name_prefix="sparsecoded-compute")
+    return _compute_thread
+
+
+class _Device:
+    """Actor holding one job's payloads on one worker (``mode="actors"``).
+
+    Its methods are coroutines, so they run on the worker's event loop: a
+    ``cancel`` call is served at once even while a delay or a computation is
+    under way, and the computation itself runs in a compute thread.
+    """
+
+    def __init__(self, *payloads: Any):
+        self.payloads = list(payloads)
+        self.rounds: dict[int, _RoundOnDevice] = {}
+        self.cancelled = -1
+
+    def _round(self, r: int) -> _RoundOnDevice:
+        state = self.rounds.get(r)
+        if state is None:
+            state = self.rounds[r] = _RoundOnDevice()
+            for old in [k for k in self.rounds if k < r - 8]:
+                del self.rounds[old]
+        return state
+
+    async def compute(
+        self, r: int, slot: int, op: str, operand: Any, delay: float, crash: bool
+    ) -> tuple[Any, float] | None:
+        state = self._round(r)
+        if r <= self.cancelled:
+            return None
+        if slot == 0:
+            if crash:
+                os._exit(CRASH_EXIT_STATUS)
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(state.cancel.wait(), delay)
+                    return None  # cancelled during the delay
+                except asyncio.TimeoutError:
+                    pass
+        else:
+            async with state.progress:
+                await state.progress.wait_for(lambda: state.done >= slot or state.cancel.is_set())
+        if state.cancel.is_set():
+            return None
+        t0 = time.perf_counter()
+        value = await asyncio.get_running_loop().run_in_executor(
+            _compute_executor(), compute, op, self.payloads[slot], operand
+        )
+        seconds = time.perf_counter() - t0
+        async with state.progress:
+            state.done = slot + 1
+            state.progress.notify_all()
+        return value, seconds
+
+    async def cancel(self, r: int) -> None:
+        self.cancelled = max(self.cancelled, r)
+        for k, state in list(self.rounds.items()):
+            if k <= r:
+                state.cancel.set()
+                async with state.progress:
+                    state.progress.notify_all()
+
+
 # ---------------------------------------------------------------------------
 # Master side.
 
@@ -200,6 +280,8 @@ class _Job:
         self.futures: list[list[distributed.Future] | None] = [None] * n
         #: address each worker's payloads were scattered to
         self.at: list[str | None] = [None] * n
+        #: mode="actors": (future, actor proxy) holding the payloads, per worker
+        self.actors: list[tuple[distributed.Future, Any] | None] = [None] * n
 
 
 def _name_order(name: Any) -> tuple[int, Any]:
@@ -230,6 +312,14 @@ class DaskPool:
     inline_bytes : int
         Operands up to this size travel inside the tasks; larger ones are
         scattered once per round to the workers of that round.
+    mode : {"tasks", "actors"}
+        ``"tasks"``: every (worker, slot) of a round is a Dask task pinned to
+        the worker by name, taken with ``as_completed`` and cancelled through
+        the scheduler.  ``"actors"``: the payloads live in one Dask actor per
+        worker and a round is direct calls from the master to those actors,
+        with no scheduler in the path (several times faster per round; see
+        the module notes).  Placement, pinning by name, cancellation, crash
+        detection and re-placement behave the same.
 
     Notes
     -----
@@ -254,8 +344,12 @@ class DaskPool:
         poll: float = 0.5,
         direct: bool = True,
         inline_bytes: int = 1 << 20,
+        mode: str = "tasks",
         _owned: Sequence[Any] = (),
     ):
+        if mode not in ("tasks", "actors"):
+            raise ValueError(f"mode must be 'tasks' or 'actors', got {mode!r}")
+        self.mode = mode
         if getattr(client, "asynchronous", False):
             raise ValueError("DaskPool needs a synchronous Client, got an asynchronous one")
         if float(timeout) <= 0:
@@ -389,6 +483,10 @@ class DaskPool:
                     futs is not None
                     and job.at[w] == addr
                     and all(f.status == "finished" for f in futs)
+                    and (
+                        self.mode == "tasks"
+                        or (job.actors[w] is not None and job.actors[w][0].status == "finished")
+                    )
                 )
                 if addr is not None and not fresh:
                     todo.append(w)
@@ -399,6 +497,7 @@ class DaskPool:
         addr = self._addr[w]
         job.futures[w] = None
         job.at[w] = None
+        job.actors[w] = None
         if addr is None:
             return
         items = job.payloads[w]
@@ -414,10 +513,23 @@ class DaskPool:
                 if items
                 else []
             )
-        except (OSError, distributed.comm.CommClosedError, asyncio.TimeoutError):
+            if self.mode == "actors":
+                holder = self.client.submit(
+                    _Device,
+                    *futs,
+                    actor=True,
+                    workers=[self.names[w]],
+                    allow_other_workers=False,
+                    pure=False,
+                    key=f"sparsecoded-device-{self._token}-{w}-{uuid.uuid4().hex[:8]}",
+                )
+                actor = await holder
+        except (OSError, asyncio.TimeoutError):
             return  # gone again; the next refresh will retry
         job.futures[w] = list(futs)
         job.at[w] = addr
+        if self.mode == "actors":
+            job.actors[w] = (holder, actor)
 
     # -- the interface ----------------------------------------------------------
 
@@ -497,7 +609,8 @@ class DaskPool:
         # worker: scatter(broadcast=True) broke the scheduler-client stream here)
         scattered: dict[int, distributed.Future] = {}
         if (
-            operand is not None
+            self.mode == "tasks"  # an actor call carries its arguments straight to the worker
+            and operand is not None
             and isinstance(operand, np.ndarray)
             and operand.nbytes > self.inline_bytes
             and live
@@ -516,14 +629,29 @@ class DaskPool:
             )
             scattered = {w: fs[0] for w, fs in zip(live, got, strict=True)}
 
-        # all submissions happen in this one step of the loop, so the client
-        # sends them to the scheduler as one batch
+        # Both modes feed one queue of arrivals: ((worker, slot), status, value).
+        arrivals: asyncio.Queue = asyncio.Queue()
+        feeders: list[asyncio.Future] = []
         futures: dict[Any, SlotKey] = {}
-        per_worker: dict[int, list[distributed.Future]] = {}
+        per_worker: dict[int, int] = {}
+        # all submissions happen in this one step of the loop, so the client
+        # sends them to the scheduler (or the workers) as one batch
         for w in live:
             act = actions[w] if actions is not None else _NO_ACTION
             slots = job.futures[w] or []
+            per_worker[w] = len(slots)
             for j, payload in enumerate(slots):
+                arg = scattered.get(w, operand)
+                if self.mode == "actors":
+                    try:
+                        call = job.actors[w][1].compute(
+                            r, j, op, arg, float(act.delay), bool(act.crash)
+                        )
+                    except RuntimeError:  # "Worker holding Actor was lost"
+                        arrivals.put_nowait(((w, j), "error", OSError("actor lost")))
+                        continue
+                    feeders.append(asyncio.ensure_future(_arrival(arrivals, (w, j), call)))
+                    continue
                 f = self.client.submit(
                     _slot_task,
                     self._token,
@@ -533,7 +661,7 @@ class DaskPool:
                     len(slots),
                     op,
                     payload,
-                    scattered.get(w, operand),
+                    arg,
                     float(act.delay),
                     bool(act.crash),
                     key=f"sparsecoded-{self._token}-{r}-{w}-{j}",
@@ -543,31 +671,28 @@ class DaskPool:
                     pure=False,
                 )
                 futures[f] = (w, j)
-                per_worker.setdefault(w, []).append(f)
+        if futures:
+            ac = as_completed(
+                list(futures), loop=self.client.loop, with_results=True, raise_errors=False
+            )
+            feeders.append(asyncio.ensure_future(_drain(ac, futures, arrivals)))
 
         results: dict[SlotKey, Any] = {}
         order: list[SlotKey] = []
         seconds: dict[SlotKey, float] = {}
-        remaining = {w: len(fs) for w, fs in per_worker.items()}
-        for w, count in list(remaining.items()):
-            if count == 0:
-                del remaining[w]
+        remaining = {w: count for w, count in per_worker.items() if count}
         error: BaseException | None = None
         decided = False
-
-        ac = as_completed(
-            list(futures), loop=self.client.loop, with_results=True, raise_errors=False
-        )
         nxt: asyncio.Future | None = None
         changed: asyncio.Future | None = None
         try:
-            decided = bool(enough(results)) if not futures else False
+            decided = bool(enough(results)) if not remaining else False
             while not decided and remaining:
                 now = time.perf_counter()
                 if now >= deadline:
                     break
                 if nxt is None:
-                    nxt = asyncio.ensure_future(ac.__anext__())
+                    nxt = asyncio.ensure_future(arrivals.get())
                 if changed is None:
                     self._changed.clear()
                     changed = asyncio.ensure_future(self._changed.wait())
@@ -577,16 +702,11 @@ class DaskPool:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if nxt in done:
-                    try:
-                        fut, value = nxt.result()
-                    except StopAsyncIteration:
-                        break
-                    finally:
-                        nxt = None
-                    w, j = futures[fut]
+                    (w, j), status, value = nxt.result()
+                    nxt = None
                     if w not in remaining:
                         continue
-                    if fut.status == "finished" and value is not None:
+                    if status == "finished" and value is not None:
                         y, secs = value
                         results[(w, j)] = y
                         order.append((w, j))
@@ -595,7 +715,7 @@ class DaskPool:
                         if remaining[w] == 0:
                             del remaining[w]
                         decided = bool(enough(results))
-                    elif fut.status == "error" and not _is_lost_worker(value):
+                    elif status == "error" and not _is_lost_worker(value):
                         error = value[1] if isinstance(value, tuple) else value
                         break
                     else:  # cancelled or killed: the worker is gone
@@ -614,10 +734,16 @@ class DaskPool:
             for waiter in (nxt, changed):
                 if waiter is not None:
                     waiter.cancel()
-            ac.clear()
-            unfinished = [f for f, (w, _) in futures.items() if (w, _) not in results]
+            for feeder in feeders:
+                feeder.cancel()
+            unfinished = [f for f, key in futures.items() if key not in results]
             busy = sorted(w for w in remaining if w not in dead)
-            if unfinished:
+            if self.mode == "actors":
+                for w in busy:
+                    if job.actors[w] is not None:
+                        with contextlib.suppress(RuntimeError):  # its worker is gone
+                            job.actors[w][1].cancel(r)  # a direct call, served at once
+            elif unfinished:
                 self._spawn(self._cancel(unfinished, r, busy))
             scattered.clear()
 
@@ -694,9 +820,23 @@ class DaskPool:
             )
 
 
+async def _drain(ac: as_completed, futures: Mapping[Any, SlotKey], arrivals: asyncio.Queue) -> None:
+    async for fut, value in ac:
+        arrivals.put_nowait((futures[fut], fut.status, value))
+
+
+async def _arrival(arrivals: asyncio.Queue, key: SlotKey, call: Any) -> None:
+    try:
+        value, status = await call, "finished"
+    except Exception as exc:  # the actor's error or a lost connection: sorted out by the caller
+        value, status = exc, "error"
+    arrivals.put_nowait((key, status, value))
+
+
 def _is_lost_worker(value: Any) -> bool:
     exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-    return isinstance(exc, (distributed.scheduler.KilledWorker, asyncio.CancelledError))
+    # OSError covers CommClosedError and "Unable to contact Actor's worker"
+    return isinstance(exc, (distributed.scheduler.KilledWorker, asyncio.CancelledError, OSError))
 
 
 # ---------------------------------------------------------------------------
