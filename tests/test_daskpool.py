@@ -183,6 +183,7 @@ def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
     np.testing.assert_allclose(rr.results[(3, 0)], blocks[3] @ x, rtol=1e-12)
 
 
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
 def test_too_many_dead_raises_quickly_naming_them(pool, rng):
     A, E, blocks = _coded(rng, np.float64)
     x = rng.standard_normal(A.shape[1])
@@ -235,16 +236,19 @@ def test_drop_and_close_release_the_data(client, rng):
 
     A, E, blocks = _coded(rng, np.float64)
     _all_back(client)
-    before = sum(len(v) for v in client.has_what().values())
+    held = lambda: sum(len(v) for v in client.has_what().values())  # noqa: E731
+    before = held()
     pool = DaskPool(client)
     pool.place("A", [[b] for b in blocks])
+    per_job = held() - before
+    assert per_job >= N  # the N payloads (and, with actors, the N actors holding them)
     pool.place("B", [[b] for b in blocks])
-    assert sum(len(v) for v in client.has_what().values()) == before + 2 * N
+    assert held() == before + 2 * per_job
     pool.drop("A")
-    _until(lambda: sum(len(v) for v in client.has_what().values()) == before + N)
+    _until(lambda: held() == before + per_job)
     with pool:
         pass  # context manager closes
-    _until(lambda: sum(len(v) for v in client.has_what().values()) == before)
+    _until(lambda: held() == before)
     with pytest.raises(PoolClosed):
         pool.run("B", "matvec", np.ones(A.shape[1]), enough=_any_k)
     pool.close()  # idempotent

@@ -7,18 +7,35 @@ that someone already runs).  Pool worker ``i`` is the Dask worker with a fixed
 new address and loses its data, so the pool looks workers up by name before
 every round and scatters their payloads again when they come back.
 
-How a round works:
+A round, in either mode:
 
-- each (worker, slot) is one task, restricted to that worker by name, with no
-  fallback to other workers; a worker's slots run one after another
-  (a worker-local chain), so each result leaves as soon as it is done;
-- results are taken with ``distributed.as_completed`` until ``enough`` says the
-  job can decode; the remaining tasks are cancelled through Dask and a
-  worker-local flag wakes any injected delay at once;
-- worker deaths are seen through the scheduler's ``remove-worker`` events (and
-  a slow poll of the scheduler as a fallback); the round raises
+- worker ``i``'s slots run one after another on that worker only (pinned by
+  name, never moved), and each result leaves as soon as it is done;
+- the master takes results in arrival order until ``enough`` says the job can
+  decode, then cancels the rest; a cancelled injected delay wakes at once;
+- worker deaths are seen through the scheduler's ``remove-worker`` events, a
+  failed call, or a slow poll of the scheduler; the round raises
   :class:`~sparsecoded.errors.NotEnoughWorkers` as soon as every worker has
   answered or died, or at the timeout.
+
+``mode="tasks"``: each (worker, slot) is a Dask task on the scattered payload,
+restricted to the worker (``allow_other_workers=False``), taken with
+``distributed.as_completed`` and cancelled with ``Client.cancel`` plus a
+worker-local flag.  Every round goes client -> scheduler -> worker ->
+scheduler -> client and a gather, each hop through Dask's batched streams.
+
+``mode="actors"`` (default): the scattered payloads are handed to one Dask
+actor per worker (created pinned by name); a round is one direct call per
+slot from the master to the actors, with no scheduler in the path.  The
+actor's methods are coroutines, so a cancel call is served at once.
+
+Measured per round (all 8 answers needed, tiny blocks, n = 8, LocalCluster
+with processes and 1 thread per worker, this shared 2-core machine at load
+averages of 15-17; ``bench/test_bench_dask.py``), median: tasks 354 ms default,
+133 ms tuned; actors 20.6 ms default, 15.8 ms tuned (p10 17 / 14 ms).  Tuned =
+no worker profiling, no work stealing, slower admin ticks (``TUNED`` in the
+benchmark).  Dask's batching intervals are hard-coded (client 10 ms,
+scheduler 5 ms, worker 2 ms) and cannot be set through ``dask.config``.
 
 Importing this module imports ``distributed``; ``import sparsecoded`` does not.
 """
@@ -344,7 +361,7 @@ class DaskPool:
         poll: float = 0.5,
         direct: bool = True,
         inline_bytes: int = 1 << 20,
-        mode: str = "tasks",
+        mode: str = "actors",
         _owned: Sequence[Any] = (),
     ):
         if mode not in ("tasks", "actors"):
