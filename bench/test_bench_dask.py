@@ -33,7 +33,7 @@ def client(request):
     with (
         dask.config.set(TUNED if request.param == "tuned" else {}),
         distributed.LocalCluster(
-            n_workers=N, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=N, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
         ) as cluster,
         distributed.Client(cluster) as c,
     ):

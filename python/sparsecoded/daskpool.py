@@ -130,7 +130,7 @@ def _slot_task(
     operand: Any,
     delay: float,
     crash: bool,
-) -> tuple[Any, float] | None:
+) -> tuple[Any, float, float] | None:
     """Compute one payload of one worker in one round; None when cancelled first.
 
     Slot 0 applies the injected straggler action; slot ``j > 0`` waits for
@@ -157,7 +157,7 @@ def _slot_task(
         elif not _is_cancelled(token, round_index):
             _progress[chain] = slot + 1
         _cond.notify_all()
-    return value, seconds
+    return value, seconds, time.time()
 
 
 class _RoundOnDevice:
@@ -203,7 +203,7 @@ class _Device:
 
     async def compute(
         self, r: int, slot: int, op: str, operand: Any, delay: float, crash: bool
-    ) -> tuple[Any, float] | None:
+    ) -> tuple[Any, float, float] | None:
         state = self._round(r)
         if r <= self.cancelled:
             return None
@@ -229,7 +229,7 @@ class _Device:
         async with state.progress:
             state.done = slot + 1
             state.progress.notify_all()
-        return value, seconds
+        return value, seconds, time.time()
 
     async def cancel(self, r: int) -> None:
         self.cancelled = max(self.cancelled, r)
@@ -300,6 +300,27 @@ class _Job:
         #: mode="actors": (future, actor proxy) holding the payloads, per worker
         self.actors: list[tuple[distributed.Future, Any] | None] = [None] * n
 
+    def release(self, w: int | None = None) -> None:
+        """Tell Dask to free worker ``w``'s data (all workers' by default) now.
+
+        Explicit because an actor proxy and its future refer to each other:
+        left to the garbage collector, the data could stay for a long time.
+        """
+        for i in range(len(self.payloads)) if w is None else [w]:
+            futs = list(self.futures[i] or [])
+            if self.actors[i] is not None:
+                holder, actor = self.actors[i]
+                futs.append(holder)
+                inner = getattr(actor, "_future", None)
+                if isinstance(inner, distributed.Future):
+                    futs.append(inner)
+            for f in futs:
+                with contextlib.suppress(Exception):
+                    f.release()
+            self.futures[i] = None
+            self.actors[i] = None
+            self.at[i] = None
+
 
 def _name_order(name: Any) -> tuple[int, Any]:
     return (0, name) if isinstance(name, int) else (1, str(name))
@@ -327,8 +348,9 @@ class DaskPool:
         Gather results straight from the workers (one hop fewer than through
         the scheduler); set False when the master cannot reach the workers.
     inline_bytes : int
-        Operands up to this size travel inside the tasks; larger ones are
-        scattered once per round to the workers of that round.
+        ``mode="tasks"``: operands up to this size travel inside the tasks;
+        larger ones are scattered once per round to the workers of that round.
+        (An actor call always carries its operand straight to the worker.)
     mode : {"tasks", "actors"}
         ``"tasks"``: every (worker, slot) of a round is a Dask task pinned to
         the worker by name, taken with ``as_completed`` and cancelled through
@@ -340,8 +362,11 @@ class DaskPool:
 
     Notes
     -----
-    Workers should have one thread each: a device then computes its slots
-    one after another and cancelled work does not overlap the next round.
+    ``mode="tasks"`` wants one thread per worker: a device then computes its
+    slots one after another and cancelled work does not overlap the next
+    round (the actors compute in one thread of their own anyway).
+    ``mode="actors"`` needs the master to reach the workers directly, as
+    ``direct=True`` does.
 
     Examples
     --------
@@ -512,9 +537,7 @@ class DaskPool:
 
     async def _scatter(self, job: _Job, w: int) -> None:
         addr = self._addr[w]
-        job.futures[w] = None
-        job.at[w] = None
-        job.actors[w] = None
+        job.release(w)
         if addr is None:
             return
         items = job.payloads[w]
@@ -566,14 +589,18 @@ class DaskPool:
         self.client.sync(self._place_async, job, record)
 
     async def _place_async(self, name: str, record: _Job) -> None:
-        self._jobs.pop(name, None)
+        old = self._jobs.pop(name, None)
+        if old is not None:
+            old.release()
         await self._refresh(replace=False)
         self._jobs[name] = record
         await self._ensure_placed(record)
 
     def drop(self, job: str) -> None:
         """Release what ``job`` placed (unknown jobs are ignored)."""
-        self._jobs.pop(job, None)  # the futures go with it: Dask frees the data
+        record = self._jobs.pop(job, None)
+        if record is not None:
+            self.client.sync(_release_on_loop, record)
 
     def run(
         self,
@@ -697,6 +724,7 @@ class DaskPool:
         results: dict[SlotKey, Any] = {}
         order: list[SlotKey] = []
         seconds: dict[SlotKey, float] = {}
+        finished: dict[SlotKey, float] = {}  # worker clock: replies may overtake each other
         remaining = {w: count for w, count in per_worker.items() if count}
         error: BaseException | None = None
         decided = False
@@ -724,7 +752,7 @@ class DaskPool:
                     if w not in remaining:
                         continue
                     if status == "finished" and value is not None:
-                        y, secs = value
+                        y, secs, finished[(w, j)] = value
                         results[(w, j)] = y
                         order.append((w, j))
                         seconds[(w, j)] = secs
@@ -784,7 +812,7 @@ class DaskPool:
             cancelled=sorted(set(remaining) - dead),
             dead=sorted(dead),
             seconds=elapsed,
-            extra={"backend": "dask", "round": r},
+            extra={"backend": "dask", "mode": self.mode, "round": r, "finished_at": finished},
         )
 
     @staticmethod
@@ -819,6 +847,9 @@ class DaskPool:
         _EventHub.leave(self.client, self)
         with contextlib.suppress(Exception):
             self.client.sync(self._close_async)
+        for record in self._jobs.values():
+            with contextlib.suppress(Exception):
+                self.client.sync(_release_on_loop, record)
         self._jobs.clear()
         for thing in reversed(self._owned):
             with contextlib.suppress(Exception):
@@ -835,6 +866,10 @@ class DaskPool:
             await self.client.run(
                 _forget_pool, self._token, workers=addrs, on_error="ignore", asynchronous=True
             )
+
+
+async def _release_on_loop(record: _Job) -> None:
+    record.release()
 
 
 async def _drain(ac: as_completed, futures: Mapping[Any, SlotKey], arrivals: asyncio.Queue) -> None:
