@@ -30,12 +30,22 @@ slot from the master to the actors, with no scheduler in the path.  The
 actor's methods are coroutines, so a cancel call is served at once.
 
 Measured per round (all 8 answers needed, tiny blocks, n = 8, LocalCluster
-with processes and 1 thread per worker, this shared 2-core machine at load
-averages of 15-17; ``bench/test_bench_dask.py``), median: tasks 354 ms default,
-133 ms tuned; actors 20.6 ms default, 15.8 ms tuned (p10 17 / 14 ms).  Tuned =
-no worker profiling, no work stealing, slower admin ticks (``TUNED`` in the
-benchmark).  Dask's batching intervals are hard-coded (client 10 ms,
-scheduler 5 ms, worker 2 ms) and cannot be set through ``dask.config``.
+with processes and 1 thread per worker, ``bench/test_bench_dask.py``, this
+shared 2-core machine), median (min):
+
+=====================  ==================  ==================
+load average           ~5                  ~16
+tasks, default         47 ms (37)          354 ms (70)
+tasks, tuned           44 ms (37)          133 ms (52)
+actors, default        18 ms (15)          21 ms (17)
+actors, tuned          20 ms (15)          16 ms (14)
+=====================  ==================  ==================
+
+Tuned = no worker profiling, no work stealing, slower admin ticks (``TUNED``
+in the benchmark): within the noise here.  Dask's batching intervals are
+hard-coded (client 10 ms, scheduler 5 ms, worker 2 ms), not ``dask.config``
+settings.  Computing tiny products on the worker's event loop instead of a
+thread made no measurable difference either.
 
 Importing this module imports ``distributed``; ``import sparsecoded`` does not.
 """
