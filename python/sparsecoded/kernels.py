@@ -18,9 +18,7 @@ def encode_row_blocks(A, E, *, n_threads=None):
     out = []
     for i in range(n):
         acc = sp.csr_array((b, c), dtype=np.result_type(A.dtype, E.dtype))
-        for j, v in zip(
-            E.indices[E.indptr[i] : E.indptr[i + 1]], E.data[E.indptr[i] : E.indptr[i + 1]]
-        ):
+        for j, v in zip(E.indices[E.indptr[i] : E.indptr[i + 1]], E.data[E.indptr[i] : E.indptr[i + 1]]):
             acc = acc + v * blocks[j]
         acc.sort_indices()
         out.append(sp.csr_array(acc))
