@@ -1,7 +1,8 @@
 """Coded jobs end to end: every scheme exact against scipy, stragglers, crashes, bad input.
 
 Each job runs on the in-process InlinePool (simulated clock) and on LocalPool
-(real processes); DaskPool has its own module with a LocalCluster.
+(real processes); the exactness tests also on DaskPool over a LocalCluster.
+Crash and restart behaviour of DaskPool itself is tested in test_daskpool.py.
 """
 
 import time
@@ -24,11 +25,34 @@ def local_pool():
         yield pool
 
 
+@pytest.fixture(scope="module")
+def dask_pool():
+    distributed = pytest.importorskip("distributed")
+    from sparsecoded import DaskPool
+
+    with (
+        distributed.LocalCluster(
+            n_workers=N, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        pool = DaskPool(client, timeout=60)
+        yield pool
+        pool.close()
+
+
 @pytest.fixture(params=["inline", "local"])
 def pool(request, local_pool):
     if request.param == "local":
         return local_pool
     return InlinePool(N)
+
+
+@pytest.fixture(params=["inline", "local", "dask"])
+def any_pool(request):
+    if request.param == "inline":
+        return InlinePool(N)
+    return request.getfixturevalue(f"{request.param}_pool")
 
 
 @pytest.fixture
@@ -41,11 +65,11 @@ def rel_err(y, ref):
 
 
 @pytest.mark.parametrize(("scheme", "k"), MV_SCHEMES)
-def test_matvec_every_scheme_exact(pool, A, rng, scheme, k):
+def test_matvec_every_scheme_exact(any_pool, A, rng, scheme, k):
     code = design_mv(N, k, scheme, seed=1)
     x = rng.standard_normal(A.shape[1])
     X = rng.standard_normal((A.shape[1], 3))
-    with CodedMatVec(A, code, pool) as op:
+    with CodedMatVec(A, code, any_pool) as op:
         assert rel_err(op @ x, A @ x) < 1e-9
         assert rel_err(op(X), A @ X) < 1e-9
         assert op.report.condition >= 1.0
@@ -53,10 +77,10 @@ def test_matvec_every_scheme_exact(pool, A, rng, scheme, k):
 
 
 @pytest.mark.parametrize("scheme", ["sparse", "mds"])
-def test_matvec_float32(pool, rng, scheme):
+def test_matvec_float32(any_pool, rng, scheme):
     A = sp.random_array((300, 90), density=0.05, format="csr", rng=rng, dtype=np.float32)
     x = rng.standard_normal(90).astype(np.float32)
-    with CodedMatVec(A, design_mv(N, K, scheme, seed=2), pool) as op:
+    with CodedMatVec(A, design_mv(N, K, scheme, seed=2), any_pool) as op:
         y = op @ x
         assert y.dtype == np.float32
         ref = A.astype(np.float64) @ x.astype(np.float64)
@@ -64,11 +88,11 @@ def test_matvec_float32(pool, rng, scheme):
 
 
 @pytest.mark.parametrize("scheme", MM_SCHEMES)
-def test_matmat_every_scheme_exact(pool, rng, scheme):
+def test_matmat_every_scheme_exact(any_pool, rng, scheme):
     A = sp.random_array((90, 60), density=0.05, format="csr", rng=rng)
     B = sp.random_array((60, 70), density=0.05, format="csr", rng=rng)
     code = design_mm(N, 2, 3, scheme, seed=3)
-    with CodedMatMat(A, B, code, pool) as job:
+    with CodedMatMat(A, B, code, any_pool) as job:
         C = job.compute()
     ref = (A @ B).toarray()
     dense = C.toarray() if sp.issparse(C) else C
