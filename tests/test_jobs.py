@@ -173,3 +173,23 @@ def test_bad_input(pool, A, rng):
     B = sp.random_array((119, 5), density=0.5, format="csr", rng=rng)
     with pytest.raises(ValueError, match=r"B has 119 rows, expected A.shape\[1\] = 120"):
         CodedMatMat(A, B, design_mm(N, 2, 2, seed=0), pool)
+
+
+def test_ill_conditioned_first_responders_make_the_round_wait(rng):
+    from sparsecoded import MVCode
+
+    # workers 0 and 1 answer first, but their rows are nearly parallel (cond ~ 4e12)
+    E = np.array([[1.0, 1.0], [1.0, 1.0 + 1e-12], [1.0, -1.0], [2.0, 1.0]])
+    code = MVCode.from_matrix(E)
+    A = sp.random_array((40, 30), density=0.2, format="csr", rng=rng)
+    x = rng.standard_normal(30)
+    late = FixedDelay([2, 3], 1.0)
+    with CodedMatVec(A, code, InlinePool(4), stragglers=late) as op:
+        y = op @ x
+        assert rel_err(y, A @ x) < 1e-9
+        assert len(op.report.answered) == 3  # waited for exactly one more worker
+        assert op.report.condition < 1e3
+    with CodedMatVec(A, code, InlinePool(4), stragglers=late, max_condition=1e14) as op:
+        op @ x  # a lax threshold accepts the first two, at the price of accuracy
+        assert sorted(op.report.answered) == [0, 1]
+        assert op.report.condition > 1e12
