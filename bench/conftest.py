@@ -17,7 +17,8 @@ SMALL = 50
 
 @pytest.fixture(scope="session")
 def full_size(request) -> bool:
-    return not request.config.getoption("benchmark_disable")
+    opt = request.config.getoption
+    return bool(opt("benchmark_enable")) or not opt("benchmark_disable")
 
 
 @pytest.fixture

@@ -250,7 +250,9 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
   std::vector<int> live;
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
-  const int T = resolve_threads(n_threads);
+  int64_t work = n_rows;
+  for (int t : live) work += static_cast<int64_t>(mats[t].indptr[n_rows]);
+  const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(n_cols);
@@ -276,7 +278,9 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  int64_t work = n_rows;
+  for (int t : live) work += static_cast<int64_t>(mats[t].indptr[n_rows]);
+  const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(n_cols);

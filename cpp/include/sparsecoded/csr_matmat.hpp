@@ -24,7 +24,7 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
                         const I* a_indices, int64_t a_nnz, const I* b_indptr, const I* b_indices,
                         int64_t* out_indptr, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
     std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
@@ -59,7 +59,7 @@ void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a
                      const I* b_indices, const V* b_data, const int64_t* out_indptr, I* out_indices,
                      V* out_data, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
     std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
@@ -115,7 +115,7 @@ void csr_matmat_dense(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* 
                       const I* a_indices, const V* a_data, int64_t a_nnz, const I* b_indptr,
                       const I* b_indices, const V* b_data, V* Y, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows * n_cols + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(T)
   for (int64_t i = 0; i < n_rows; ++i) {
     V* y = Y + i * n_cols;
