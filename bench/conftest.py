@@ -36,5 +36,7 @@ def row_uniform_csr(rng, m, c, density, dtype=np.float64):
     cols = rng.integers(0, c, size=(m, r), dtype=np.int32)
     cols.sort(axis=1)
     data = rng.standard_normal(m * r).astype(dtype)
-    indptr = np.arange(0, m * r + 1, r, dtype=np.int32) if m * r < 2**31 else np.arange(0, m * r + 1, r)
+    indptr = (
+        np.arange(0, m * r + 1, r, dtype=np.int32) if m * r < 2**31 else np.arange(0, m * r + 1, r)
+    )
     return sp.csr_array((data, cols.reshape(-1), indptr), shape=(m, c))

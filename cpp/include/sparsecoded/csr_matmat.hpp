@@ -50,9 +50,9 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
 }
 
 // csr_matmat_fill: writes C's out_indices / out_data (caller-allocated, of
-// length out_indptr[n_rows]); indices sorted and distinct per row. Rows
-// denser than 1/16 of n_cols are read off the marker in column order
-// instead of sorted. Cost: O(flops + sum_i min(nnz_i log nnz_i, n_cols)).
+// length out_indptr[n_rows]); indices distinct per row, in first-touch
+// order, NOT sorted (as scipy's product): a sort per row cost more than the
+// whole product here. Cost: O(flops).
 template <class I, class V>
 void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a_indptr,
                      const I* a_indices, const V* a_data, int64_t a_nnz, const I* b_indptr,
@@ -92,13 +92,6 @@ void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a
       if (count != cap) {
         err.report(KernelError::changed, i, count, cap);
         continue;
-      }
-      if (count * 16 > n_cols) {
-        int64_t q = 0;
-        for (int64_t j = 0; j < n_cols && q < count; ++j)
-          if (mark[j] == i) cols[q++] = static_cast<I>(j);
-      } else {
-        std::sort(cols, cols + count);
       }
       for (int64_t q = 0; q < count; ++q) out_data[base + q] = acc[static_cast<int64_t>(cols[q])];
     }
