@@ -1,0 +1,42 @@
+"""Fixtures of the kernel benchmarks.
+
+With benchmarks disabled (the default addopts), every benchmark body runs
+once as a plain test on matrices ``SMALL`` times smaller, so ``pytest bench``
+checks correctness in seconds; ``pytest bench --benchmark-enable`` uses the
+full sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+SMALL = 50
+
+
+@pytest.fixture(scope="session")
+def full_size(request) -> bool:
+    opt = request.config.getoption
+    return bool(opt("benchmark_enable")) or not opt("benchmark_disable")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261125)
+
+
+def row_uniform_csr(rng, m, c, density, dtype=np.float64):
+    """m x c CSR with round(density * c) sorted random columns per row.
+
+    Much faster than scipy.sparse.random_array at 10^8 nonzeros; a row may
+    repeat a column (both sides sum repeats), which is harmless for products.
+    """
+    r = max(1, round(density * c))
+    cols = rng.integers(0, c, size=(m, r), dtype=np.int32)
+    cols.sort(axis=1)
+    data = rng.standard_normal(m * r).astype(dtype)
+    indptr = (
+        np.arange(0, m * r + 1, r, dtype=np.int32) if m * r < 2**31 else np.arange(0, m * r + 1, r)
+    )
+    return sp.csr_array((data, cols.reshape(-1), indptr), shape=(m, c))
