@@ -1,42 +1,352 @@
-"""Native sparse kernels.  PLACEHOLDER: scipy versions until the C++ core lands."""
+"""Native sparse kernels: encoding, products and linear combinations of CSR matrices.
+
+Thin wrappers over the C++ core (``sparsecoded._core``). Every entry point
+goes through :mod:`sparsecoded.validation` for the cheap checks; the C++
+kernels check indptr and the column indices inside their own loops, before
+any access, so malformed input raises ``ValueError`` / ``IndexError`` and
+never reads or writes out of bounds.
+
+Inputs may be any scipy sparse matrix or array (other formats are converted
+to CSR once) or numpy arrays. Index arrays keep their width: int64 stays
+int64. Values are float32 or float64; integer and bool inputs become float64,
+complex inputs are rejected.
+
+``n_threads=None`` means all cores (see :func:`resolve_threads`).
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
+from . import _core
+from .validation import (
+    CSR,
+    as_csr,
+    as_dense,
+    check_encoding_matrix,
+    check_n_threads,
+    value_dtype,
+)
 
-def encode_row_blocks(A, E, *, n_threads=None):
-    A = sp.csr_array(A)
-    E = sp.csr_array(E)
-    n, k = E.shape
-    m, c = A.shape
-    b = -(-m // k)
-    pad = sp.csr_array((b * k - m, c), dtype=A.dtype)
-    Ap = sp.csr_array(sp.vstack([A, pad]))
-    blocks = [Ap[j * b : (j + 1) * b] for j in range(k)]
-    out = []
-    for i in range(n):
-        acc = sp.csr_array((b, c), dtype=np.result_type(A.dtype, E.dtype))
-        for j, v in zip(E.indices[E.indptr[i] : E.indptr[i + 1]], E.data[E.indptr[i] : E.indptr[i + 1]]):
-            acc = acc + v * blocks[j]
-        acc.sort_indices()
-        out.append(sp.csr_array(acc))
+__all__ = [
+    "DENSE_OUTPUT_DENSITY",
+    "encode_row_blocks",
+    "lincomb",
+    "matmat",
+    "matvec",
+    "resolve_threads",
+]
+
+#: ``matmat`` of two sparse operands returns a dense ndarray when the
+#: estimated density of the product reaches this fraction (see ``matmat``).
+DENSE_OUTPUT_DENSITY = 0.25
+
+
+def resolve_threads(n_threads: int | None = None) -> int:
+    """The number of threads a kernel call with this ``n_threads`` uses at most.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        ``None`` means all cores (OpenMP's default team size).
+
+    Returns
+    -------
+    int
+        1 when the core was built without OpenMP.
+
+    Examples
+    --------
+    >>> from sparsecoded.kernels import resolve_threads
+    >>> resolve_threads(1)
+    1
+    """
+    nt = check_n_threads(n_threads)
+    if not _core.openmp_available():
+        return 1
+    return _core.default_threads() if nt == 0 else nt
+
+
+def _csr_array(shape: tuple[int, int], indptr, indices, data) -> sp.csr_array:
+    """A csr_array over these arrays, no copies and no index downcast.
+
+    The kernels guarantee sorted, distinct indices, so the canonical flag is set.
+    """
+    out = sp.csr_array(shape, dtype=data.dtype)
+    out.indptr = indptr
+    out.indices = indices
+    out.data = data
+    out.has_canonical_format = True
     return out
 
 
-def matvec(A, x, *, n_threads=None):
-    return np.asarray(sp.csr_array(A) @ np.asarray(x))
+def _with_dtypes(a: CSR, index_dtype: np.dtype, dtype: np.dtype) -> CSR:
+    if a.indices.dtype == index_dtype and a.data.dtype == dtype:
+        return a
+    return CSR(
+        a.shape,
+        a.indptr.astype(index_dtype, copy=False),
+        a.indices.astype(index_dtype, copy=False),
+        a.data.astype(dtype, copy=False),
+    )
 
 
-def matmat(A, B, *, n_threads=None):
-    if sp.issparse(B):
-        return sp.csr_array(sp.csr_array(A) @ sp.csr_array(B))
-    return np.asarray(sp.csr_array(A) @ np.asarray(B))
+def _common_index_dtype(*mats: CSR) -> np.dtype:
+    return np.dtype(np.int64) if any(m.indices.dtype == np.int64 for m in mats) else np.dtype(np.int32)
 
 
-def lincomb(mats, coeffs, *, n_threads=None):
-    acc = None
-    for M, c in zip(mats, coeffs):
-        acc = c * sp.csr_array(M) if acc is None else acc + c * sp.csr_array(M)
-    return sp.csr_array(acc)
+def encode_row_blocks(A, E, *, n_threads: int | None = None) -> list[sp.csr_array]:
+    """Coded row blocks ``sum_j E[i, j] * A_j`` of a sparse matrix.
+
+    ``A`` (m x c) is cut by rows into ``k = E.shape[1]`` blocks of
+    ``b = ceil(m / k)`` rows, the last one padded with empty rows. Coded block
+    ``i`` mixes only the blocks with ``E[i, j] != 0`` (a merge of their sorted
+    rows, two passes: size, then fill).
+
+    Parameters
+    ----------
+    A : scipy sparse matrix/array or ndarray, shape (m, c)
+    E : ndarray or scipy sparse, shape (n, k)
+        The encoding matrix; finite values, cast to A's value dtype.
+    n_threads : int or None
+        Threads to use; None means all cores.
+
+    Returns
+    -------
+    list of scipy.sparse.csr_array
+        ``n`` blocks of shape (b, c) with sorted, distinct indices, A's index
+        dtype (int64 if a block outgrows int32) and A's value dtype (float64
+        for integer A). An all-zero row of E gives an empty block. The blocks
+        are views into one buffer per call.
+
+    Raises
+    ------
+    ValueError
+        E not 2-D or not finite, complex or unsupported dtypes, malformed CSR.
+    IndexError
+        A column index of A out of range.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparsecoded.kernels import encode_row_blocks
+    >>> A = sp.csr_array(np.arange(12.0).reshape(4, 3))
+    >>> blocks = encode_row_blocks(A, np.array([[1.0, 0.0], [1.0, 1.0]]))
+    >>> blocks[1].toarray()
+    array([[ 6.,  8., 10.],
+           [12., 14., 16.]])
+    """
+    nt = check_n_threads(n_threads)
+    a = as_csr(A, "A")
+    Ed = check_encoding_matrix(E, "E", dtype=a.data.dtype)
+    n, k = Ed.shape
+    m, c = a.shape
+    b = -(-m // k)
+    indptr, indices, data = _core.csr_encode(m, c, a.indptr, a.indices, a.data, k, b, Ed, nt)
+    I = a.indices.dtype  # noqa: E741
+    limit = np.iinfo(I).max
+    blocks = []
+    for i in range(n):
+        ip = indptr[i * b : (i + 1) * b + 1]
+        start, stop = int(ip[0]), int(ip[-1])
+        idx = indices[start:stop]
+        if stop - start <= limit:
+            ip = (ip - start).astype(I, copy=False)
+        else:  # a block larger than int32 can index: widen, never wrap
+            ip = ip - start
+            idx = idx.astype(np.int64)
+        blocks.append(_csr_array((b, c), ip, idx, data[start:stop]))
+    return blocks
+
+
+def matvec(A, x, *, n_threads: int | None = None) -> np.ndarray:
+    """``A @ x`` for sparse ``A`` and a dense vector or matrix ``x``.
+
+    Parameters
+    ----------
+    A : scipy sparse matrix/array or ndarray, shape (m, c)
+    x : ndarray, shape (c,) or (c, q)
+        A Fortran-ordered matrix is copied to C order once.
+    n_threads : int or None
+        Threads to use; None means all cores.
+
+    Returns
+    -------
+    ndarray
+        Shape (m,) for a vector, (m, q) C-ordered for a matrix; the dtype
+        follows numpy promotion of A's and x's value types (float32 or float64).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparsecoded.kernels import matvec
+    >>> matvec(sp.csr_array(np.eye(2)), np.array([3.0, 4.0]))
+    array([3., 4.])
+    """
+    nt = check_n_threads(n_threads)
+    a = as_csr(A, "A")
+    xa = np.asarray(x) if not sp.issparse(x) else x
+    if sp.issparse(xa):
+        raise ValueError(f"x must be a dense numpy array, found a scipy sparse {xa.format} matrix; use matmat")
+    V = value_dtype(a.data.dtype, xa.dtype, name="x")
+    a = _with_dtypes(a, a.indices.dtype, V)
+    m, c = a.shape
+    if xa.ndim not in (1, 2):
+        raise ValueError(f"x must be 1-D or 2-D, found {xa.ndim}-D with shape {xa.shape}")
+    if xa.shape[0] != c:
+        what = "length" if xa.ndim == 1 else "shape[0]"
+        raise ValueError(f"x has {what} {xa.shape[0]}, expected A.shape[1] = {c}")
+    X = as_dense(xa, "x", V)
+    if X.ndim == 1:
+        y = np.empty(m, dtype=V)
+        _core.csr_matvec(m, c, a.indptr, a.indices, a.data, X, y, nt)
+        return y
+    q = X.shape[1]
+    Y = np.empty((m, q), dtype=V)
+    _core.csr_matvecs(m, c, q, a.indptr, a.indices, a.data, X, Y, nt)
+    return Y
+
+
+def estimated_density(A_shape, A_nnz: int, B_shape, B_nnz: int) -> float:
+    """Expected fraction of nonzeros in ``A @ B`` if the nonzeros were uniform.
+
+    Each output entry is a sum of ``n`` products, each nonzero with probability
+    ``p_a * p_b``; so the entry is nonzero with probability about
+    ``1 - exp(-n p_a p_b) = 1 - exp(-nnz(A) nnz(B) / (m n p))``.
+    """
+    m, n = A_shape
+    p = B_shape[1]
+    if m == 0 or n == 0 or p == 0:
+        return 0.0
+    lam = A_nnz * B_nnz / (m * n * p)
+    return -math.expm1(-lam)
+
+
+def matmat(A, B, *, n_threads: int | None = None):
+    """``A @ B`` for sparse ``A`` and sparse or dense ``B``.
+
+    Sparse ``B``: Gustavson's row-by-row product. When the estimated density
+    of the product (:func:`estimated_density`, from the shapes and nnz only)
+    reaches :data:`DENSE_OUTPUT_DENSITY`, the product is written straight into
+    a dense ndarray (no markers, no sort; a CSR of that density would not be
+    smaller); otherwise it is built as CSR in two passes (size, then fill).
+    Dense ``B``: the same kernel as :func:`matvec`.
+
+    Parameters
+    ----------
+    A : scipy sparse matrix/array or ndarray, shape (m, n)
+    B : scipy sparse matrix/array, shape (n, p), or ndarray, shape (n,) or (n, p)
+    n_threads : int or None
+        Threads to use; None means all cores.
+
+    Returns
+    -------
+    scipy.sparse.csr_array or ndarray
+        CSR with sorted, distinct indices, or a dense C-ordered ndarray (see above).
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparsecoded.kernels import matmat
+    >>> C = matmat(sp.csr_array(np.eye(3)), sp.csr_array(np.eye(3)))
+    >>> np.asarray(C.toarray() if sp.issparse(C) else C).trace()
+    np.float64(3.0)
+    """
+    nt = check_n_threads(n_threads)
+    if not sp.issparse(B):
+        return matvec(A, B, n_threads=n_threads)
+    a = as_csr(A, "A")
+    b = as_csr(B, "B")
+    if b.shape[0] != a.shape[1]:
+        raise ValueError(f"B has B.shape[0] = {b.shape[0]} rows, expected A.shape[1] = {a.shape[1]}")
+    V = value_dtype(a.data.dtype, b.data.dtype, name="B")
+    I = _common_index_dtype(a, b)  # noqa: E741
+    a = _with_dtypes(a, I, V)
+    b = _with_dtypes(b, I, V)
+    m, n = a.shape
+    p = b.shape[1]
+    if estimated_density(a.shape, a.nnz, b.shape, b.nnz) >= DENSE_OUTPUT_DENSITY:
+        Y = np.empty((m, p), dtype=V)
+        _core.csr_matmat_dense(m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, Y, nt)
+        return Y
+    indptr, indices, data = _core.csr_matmat(
+        m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, nt
+    )
+    if indptr[-1] <= np.iinfo(I).max:
+        indptr = indptr.astype(I, copy=False)
+    else:
+        indices = indices.astype(np.int64)
+    return _csr_array((m, p), indptr, indices, data)
+
+
+def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
+    """``sum_t coeffs[t] * mats[t]`` for matrices of one shape.
+
+    Parameters
+    ----------
+    mats : sequence of scipy sparse matrices/arrays or ndarrays, all the same shape
+        Operands with a zero coefficient are skipped.
+    coeffs : sequence of float, len(mats)
+    n_threads : int or None
+        Threads to use; None means all cores.
+
+    Returns
+    -------
+    scipy.sparse.csr_array or ndarray
+        CSR (sorted, distinct indices) when every operand is sparse; a dense
+        ndarray as soon as one operand is a dense ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> from sparsecoded.kernels import lincomb
+    >>> I2 = sp.csr_array(np.eye(2))
+    >>> lincomb([I2, I2], [2.0, -0.5]).toarray()
+    array([[1.5, 0. ],
+           [0. , 1.5]])
+    """
+    nt = check_n_threads(n_threads)
+    if isinstance(mats, (np.ndarray, str)) or sp.issparse(mats):
+        raise ValueError("mats must be a list of matrices, found a single array")
+    mats = list(mats)
+    c = np.asarray(coeffs)
+    if c.ndim != 1 or c.shape[0] != len(mats):
+        raise ValueError(f"coeffs has shape {c.shape}, expected ({len(mats)},) = (len(mats),)")
+    if not mats:
+        raise ValueError("mats is empty, expected at least one matrix")
+    cdt = value_dtype(c.dtype, name="coeffs")
+    if not np.all(np.isfinite(c.astype(cdt))):
+        raise ValueError("coeffs must be finite")
+    shape = tuple(int(s) for s in mats[0].shape)
+    for t, M in enumerate(mats):
+        if np.ndim(M) != 2 or tuple(int(s) for s in M.shape) != shape:
+            raise ValueError(f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}")
+    if any(not sp.issparse(M) for M in mats):
+        V = value_dtype(cdt, *(M.dtype for M in mats), name="mats")
+        out = np.zeros(shape, dtype=V)
+        for M, coef in zip(mats, c.astype(V), strict=True):
+            if coef == 0:
+                continue
+            if sp.issparse(M):
+                coo = M.tocoo()
+                np.add.at(out, (coo.row, coo.col), coef * coo.data.astype(V, copy=False))
+            else:
+                value_dtype(np.asarray(M).dtype, name="mats")
+                out += coef * np.asarray(M, dtype=V)
+        return out
+    ops = [as_csr(M, f"mats[{t}]") for t, M in enumerate(mats)]
+    V = value_dtype(cdt, *(o.data.dtype for o in ops), name="mats")
+    I = _common_index_dtype(*ops)  # noqa: E741
+    ops = [_with_dtypes(o, I, V) for o in ops]
+    indptr, indices, data = _core.csr_lincomb(
+        shape[0], shape[1], [(o.indptr, o.indices, o.data) for o in ops], np.ascontiguousarray(c, dtype=V), nt
+    )
+    if indptr[-1] <= np.iinfo(I).max:
+        indptr = indptr.astype(I, copy=False)
+    else:
+        indices = indices.astype(np.int64)
+    return _csr_array(shape, indptr, indices, data)

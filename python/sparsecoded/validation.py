@@ -1,0 +1,159 @@
+"""Input checks shared by every public kernel wrapper.
+
+Only cheap checks happen here: shapes, dtypes, formats and the O(1) parts of
+the CSR contract (indptr length, first and last entry). The O(nnz) parts
+(indptr nondecreasing, column indices in range) are checked by the C++
+kernels inside their own loops, before any access, so the default call pays
+no extra pass over the data.  Messages say what was expected and what was
+found.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "CSR",
+    "as_csr",
+    "as_dense",
+    "check_n_threads",
+    "check_encoding_matrix",
+    "value_dtype",
+]
+
+
+class CSR(NamedTuple):
+    """A CSR matrix as the kernels take it: C-contiguous arrays of exact dtypes."""
+
+    shape: tuple[int, int]
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def value_dtype(*dtypes: np.dtype, name: str = "input") -> np.dtype:
+    """The kernel value type for operands of the given dtypes.
+
+    float32 stays float32, float64 stays float64, bool and integers become
+    float64 (as scipy promotes them against a float64 operand); the result
+    follows numpy promotion across operands. Complex and other dtypes raise.
+    """
+    kinds = []
+    for dt in dtypes:
+        dt = np.dtype(dt)
+        if dt.kind == "c":
+            raise ValueError(f"{name} has complex dtype {dt}; expected a real dtype (float32 or float64)")
+        if dt.kind in "biu":
+            kinds.append(np.dtype(np.float64))
+        elif dt.kind == "f" and dt.itemsize <= 8:
+            kinds.append(np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64))
+        else:
+            raise ValueError(f"{name} has unsupported dtype {dt}; expected float32, float64, integer or bool")
+    return np.result_type(*kinds) if kinds else np.dtype(np.float64)
+
+
+def _index_dtype(indptr: np.ndarray, indices: np.ndarray, name: str) -> np.dtype:
+    """int32 or int64, never narrower than what came in."""
+    for arr, what in ((indptr, "indptr"), (indices, "indices")):
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"{name}.{what} has dtype {arr.dtype}, expected an integer dtype")
+    widest = max(indptr.dtype.itemsize, indices.dtype.itemsize)
+    unsigned32 = "u" in (indptr.dtype.kind, indices.dtype.kind) and widest >= 4
+    return np.dtype(np.int64) if widest > 4 or unsigned32 else np.dtype(np.int32)
+
+
+def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
+    """Any scipy sparse matrix/array or 2-D numpy array as a `CSR` tuple.
+
+    Other sparse formats and dense arrays are converted once, on purpose.
+    Index arrays keep their width (int64 stays int64). With `dtype`, the
+    values are cast to it; otherwise float32/float64 are kept and integers
+    or bools become float64.
+    """
+    if sp.issparse(A):
+        if A.ndim != 2:
+            raise ValueError(f"{name} must be 2-D, found {A.ndim}-D")
+        if A.format != "csr":
+            A = A.tocsr()
+    elif isinstance(A, np.ndarray) or hasattr(A, "__array__"):
+        arr = np.asarray(A)
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D matrix, found {arr.ndim}-D with shape {arr.shape}")
+        value_dtype(arr.dtype, name=name)
+        A = sp.csr_array(arr)
+    else:
+        raise ValueError(f"{name} must be a scipy sparse matrix/array or a numpy array, found {type(A).__name__}")
+    n_rows, n_cols = (int(s) for s in A.shape)
+    V = np.dtype(dtype) if dtype is not None else value_dtype(A.dtype, name=name)
+    indptr = np.asarray(A.indptr)
+    indices = np.asarray(A.indices)
+    data = np.asarray(A.data)
+    if indptr.ndim != 1 or indptr.shape[0] != n_rows + 1:
+        raise ValueError(
+            f"{name}.indptr has shape {indptr.shape}, expected length {name}.shape[0] + 1 = {n_rows + 1}"
+        )
+    if indices.ndim != 1 or data.ndim != 1 or indices.shape[0] != data.shape[0]:
+        raise ValueError(
+            f"{name}.indices and {name}.data must be 1-D of equal length, found shapes "
+            f"{indices.shape} and {data.shape}"
+        )
+    I = _index_dtype(indptr, indices, name)  # noqa: E741
+    indptr = np.ascontiguousarray(indptr, dtype=I)
+    indices = np.ascontiguousarray(indices, dtype=I)
+    data = np.ascontiguousarray(data, dtype=V)
+    if indptr[0] != 0:
+        raise ValueError(f"{name}.indptr[0] is {indptr[0]}, expected 0")
+    if indptr[-1] != indices.shape[0]:
+        raise ValueError(f"{name}.indptr[-1] is {indptr[-1]}, expected nnz = len({name}.indices) = {indices.shape[0]}")
+    return CSR((n_rows, n_cols), indptr, indices, data)
+
+
+def as_dense(x, name: str, dtype: np.dtype) -> np.ndarray:
+    """A dense operand (vector or matrix) as a C-ordered array of `dtype`; F order is copied once."""
+    if sp.issparse(x):
+        raise ValueError(f"{name} must be a dense numpy array here, found a scipy sparse {x.format} matrix")
+    arr = np.asarray(x)
+    value_dtype(arr.dtype, name=name)
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_n_threads(n_threads) -> int:
+    """0 for "all cores" (None), else a positive thread count."""
+    if n_threads is None:
+        return 0
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)):
+        raise ValueError(f"n_threads must be None or a positive int, found {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be None or >= 1, found {n_threads}")
+    return int(n_threads)
+
+
+def check_encoding_matrix(E, k_hint: str = "E", *, dtype: np.dtype) -> np.ndarray:
+    """E (n x k, numpy or scipy sparse) as a dense C-ordered finite array of `dtype`."""
+    if sp.issparse(E):
+        if E.ndim != 2:
+            raise ValueError(f"{k_hint} must be 2-D (n x k), found {E.ndim}-D")
+        value_dtype(E.dtype, name=k_hint)
+        E = E.toarray()
+    E = np.asarray(E)
+    if E.ndim != 2:
+        raise ValueError(f"{k_hint} must be 2-D (n x k), found {E.ndim}-D with shape {E.shape}")
+    value_dtype(E.dtype, name=k_hint)
+    if E.shape[1] < 1:
+        raise ValueError(f"{k_hint} must have k >= 1 columns, found shape {E.shape}")
+    if E.dtype.kind == "f" and not np.all(np.isfinite(E)):
+        bad = np.argwhere(~np.isfinite(E))[0]
+        raise ValueError(
+            f"{k_hint} must be finite, found {E[tuple(bad)]} at {k_hint}[{bad[0]}, {bad[1]}]"
+        )
+    out = np.ascontiguousarray(E, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{k_hint} overflows {np.dtype(dtype)}: expected finite values after the cast")
+    return out
