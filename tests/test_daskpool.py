@@ -1,0 +1,253 @@
+"""DaskPool on a LocalCluster: exact rounds, cancelled stragglers, crashes and restarts.
+
+One cluster serves the whole module (worker processes take seconds to start on
+a shared 2-core machine); every test starts from all workers alive.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sparsecoded import kernels
+from sparsecoded.errors import NotEnoughWorkers, PoolClosed
+from sparsecoded.stragglers import Action, Crash, FixedDelay
+
+distributed = pytest.importorskip("distributed")
+
+N, K = 6, 4  # s = 2 stragglers tolerated
+
+
+@pytest.fixture(scope="module")
+def client():
+    with (
+        distributed.LocalCluster(
+            n_workers=N,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # a killed worker must come back; the default already restarts, say it anyway
+            worker_class=distributed.Nanny,
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+def pool(client):
+    from sparsecoded import DaskPool
+
+    # a previous test may have crashed some workers: wait for their nannies to restart them
+    _until(lambda: set(range(N)) <= set(_names(client)), timeout=60)
+    p = DaskPool(client, timeout=20)
+    assert p.names == list(range(N))
+    yield p
+    p.close()
+
+
+def _coded(rng, dtype, m=37, c=23):
+    A = sp.random_array((m, c), density=0.2, format="csr", rng=rng, dtype=dtype)
+    E = rng.standard_normal((N, K)).astype(dtype)
+    return A, E, kernels.encode_row_blocks(A, E)
+
+
+def _any_k(results):
+    return len({w for w, _ in results}) >= K
+
+
+def _decode(E, rr, m):
+    ws = sorted({w for w, _ in rr.results})[:K]
+    Y = np.stack([rr.results[(w, 0)] for w in ws]).astype(np.float64)
+    Z = np.linalg.solve(E[ws].astype(np.float64), Y.reshape(K, -1))
+    return Z.reshape((-1, *Y.shape[2:]))[:m]
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-9), (np.float32, 2e-3)])
+@pytest.mark.parametrize("operand", ["vector", "matrix"])
+def test_matvec_exact_against_scipy(pool, rng, dtype, rtol, operand):
+    A, E, blocks = _coded(rng, dtype)
+    shape = (A.shape[1],) if operand == "vector" else (A.shape[1], 3)
+    x = rng.standard_normal(shape).astype(dtype)
+    pool.place("A", [[b] for b in blocks])
+    for _ in range(3):  # the placed blocks serve many rounds
+        rr = pool.run("A", "matvec", x, enough=_any_k)
+        assert len(rr.answered) >= K
+        for w, j in rr.order:
+            assert j == 0
+            assert rr.results[(w, j)].dtype == dtype
+            np.testing.assert_allclose(rr.results[(w, j)], blocks[w] @ x, rtol=1e-6)
+        np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=rtol, atol=rtol)
+        assert set(rr.compute_seconds) == set(rr.results)
+        x = 2 * x
+
+
+def test_large_operand_is_scattered_and_exact(pool, rng):
+    A, E, blocks = _coded(rng, np.float64, m=40, c=3000)
+    pool.inline_bytes = 1024  # force the scatter path with a small x
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
+    for w in range(N):
+        np.testing.assert_allclose(rr.results[(w, 0)], blocks[w] @ x, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_matmat_exact_against_scipy(pool, rng, dtype):
+    A = sp.random_array((30, 20), density=0.2, format="csr", rng=rng, dtype=dtype)
+    B = sp.random_array((20, 12), density=0.2, format="csr", rng=rng, dtype=dtype)
+    pairs = [(A[i * 5 : (i + 1) * 5], B[:, i * 2 : (i + 1) * 2]) for i in range(N)]
+    pool.place("AB", [[p] for p in pairs])
+    rr = pool.run("AB", "matmat", None, enough=lambda r: len(r) == N)
+    for w, (a, b) in enumerate(pairs):
+        got = rr.results[(w, 0)]
+        got = got.toarray() if sp.issparse(got) else np.asarray(got)
+        np.testing.assert_allclose(got, (a @ b).toarray(), rtol=1e-5)
+
+
+def test_several_payloads_per_worker_arrive_one_by_one(pool, rng):
+    # worker 0 is a device holding three coded blocks, the others one each
+    A, E, blocks = _coded(rng, np.float64)
+    payloads = [[blocks[0], 2 * blocks[0], 3 * blocks[0]], *[[b] for b in blocks[1:]]]
+    x = rng.standard_normal(A.shape[1])
+    pool.place("H", payloads)
+    rr = pool.run("H", "matvec", x, enough=lambda r: len(r) == N + 2)
+    assert set(rr.results) == {(0, 0), (0, 1), (0, 2)} | {(w, 0) for w in range(1, N)}
+    mine = [key for key in rr.order if key[0] == 0]
+    assert mine == [(0, 0), (0, 1), (0, 2)]  # computed and sent in slot order
+    for j in range(3):
+        np.testing.assert_allclose(rr.results[(0, j)], (j + 1) * (blocks[0] @ x), rtol=1e-12)
+
+
+def test_delayed_workers_are_cancelled_and_the_round_is_fast(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    pool.run("A", "matvec", x, enough=_any_k)  # warm up
+    slow = [1, 4]
+    # The issue asks for "2 s delays, round under 1 s".  This machine is shared
+    # (load averages of 5-10 were seen) and a plain round has taken 0.5-1.5 s
+    # under that load, so the delay is 6 s and the bound 3 s: still far below
+    # what waiting for a straggler would cost.
+    delay, bound = 6.0, 3.0
+    actions = FixedDelay(workers=slow, seconds=delay).plan(N, 0)
+    t0 = time.perf_counter()
+    rr = pool.run("A", "matvec", x, enough=_any_k, actions=actions)
+    took = time.perf_counter() - t0
+    assert took < bound, f"the round waited for its stragglers ({took:.2f} s)"
+    assert set(rr.answered).isdisjoint(slow)
+    assert set(rr.cancelled) == set(slow)
+    np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=1e-9)
+    # the injected sleeps were interrupted: a round needing everybody is fast again
+    t0 = time.perf_counter()
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
+    took = time.perf_counter() - t0
+    assert took < bound, f"cancelled delays kept the workers busy ({took:.2f} s)"
+    assert sorted(rr.answered) == list(range(N))
+
+
+def test_uncoded_round_waits_for_its_straggler(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    actions = FixedDelay(workers=[2], seconds=0.6).plan(N, 0)
+    t0 = time.perf_counter()
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N, actions=actions)
+    assert time.perf_counter() - t0 >= 0.6
+    assert rr.order[-1] == (2, 0)
+
+
+def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    old = pool.client.sync(pool._identity)[pool.names[3]]
+    actions = Crash(workers=[3]).plan(N, 0)
+    rr = pool.run("A", "matvec", x, enough=_any_k, actions=actions)
+    assert 3 not in rr.answered
+    np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=1e-9)
+    # the nanny restarts it under the same name at a new address; the pool re-places block 3
+    pool.wait_for_workers(timeout=60)
+    assert pool.client.sync(pool._identity)[pool.names[3]] != old
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
+    assert sorted(rr.answered) == list(range(N))
+    np.testing.assert_allclose(rr.results[(3, 0)], blocks[3] @ x, rtol=1e-12)
+
+
+def test_too_many_dead_raises_quickly_naming_them(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    dead = [0, 2, 5]  # s + 1
+    actions = Crash(workers=dead).plan(N, 0)
+    t0 = time.perf_counter()
+    with pytest.raises(NotEnoughWorkers, match=r"dead: \[0, 2, 5\]") as info:
+        pool.run("A", "matvec", x, enough=_any_k, actions=actions, timeout=15)
+    assert time.perf_counter() - t0 < 10, "should fail as soon as the deaths are seen"
+    assert info.value.dead == dead
+    assert sorted(info.value.answered) == [1, 3, 4]
+
+
+def test_timeout_raises_not_enough_workers(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    actions = [Action(delay=30.0)] * N
+    t0 = time.perf_counter()
+    with pytest.raises(NotEnoughWorkers, match=r"timed out after 0.5 s.*still busy: \[0, 1, 2"):
+        pool.run("A", "matvec", x, enough=_any_k, actions=actions, timeout=0.5)
+    assert time.perf_counter() - t0 < 5
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N, timeout=5)  # delays woken
+    assert sorted(rr.answered) == list(range(N))
+
+
+def test_bad_arguments(pool, rng):
+    A, E, blocks = _coded(rng, np.float64)
+    with pytest.raises(ValueError, match="payloads has 2 entries, expected one per worker"):
+        pool.place("A", [[blocks[0]], [blocks[1]]])
+    pool.place("A", [[b] for b in blocks])
+    x = np.ones(A.shape[1])
+    with pytest.raises(ValueError, match="unknown op 'transpose'"):
+        pool.run("A", "transpose", x, enough=_any_k)
+    with pytest.raises(ValueError, match="actions has 1 entries, expected n_workers = 6"):
+        pool.run("A", "matvec", x, enough=_any_k, actions=[Action()])
+    with pytest.raises(KeyError, match="never placed"):
+        pool.run("nope", "matvec", x, enough=_any_k)
+    with pytest.raises(ValueError, match=r"workers \['ghost'\] are not in the cluster"):
+        type(pool)(pool.client, workers=["ghost"])
+    # an error inside the worker's computation reaches the caller
+    with pytest.raises(ValueError, match="dimension mismatch|mismatch|shape"):
+        pool.run("A", "matvec", np.ones(A.shape[1] + 1), enough=_any_k)
+
+
+def test_drop_and_close_release_the_data(client, rng):
+    from sparsecoded import DaskPool
+
+    A, E, blocks = _coded(rng, np.float64)
+    before = sum(len(v) for v in client.has_what().values())
+    pool = DaskPool(client)
+    pool.place("A", [[b] for b in blocks])
+    pool.place("B", [[b] for b in blocks])
+    assert sum(len(v) for v in client.has_what().values()) == before + 2 * N
+    pool.drop("A")
+    _until(lambda: sum(len(v) for v in client.has_what().values()) == before + N)
+    with pool:
+        pass  # context manager closes
+    _until(lambda: sum(len(v) for v in client.has_what().values()) == before)
+    with pytest.raises(PoolClosed):
+        pool.run("B", "matvec", np.ones(A.shape[1]), enough=_any_k)
+    pool.close()  # idempotent
+    assert client.status == "running"  # the user's client is left alone
+
+
+def _names(client):
+    return client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.aliases))
+
+
+def _until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
