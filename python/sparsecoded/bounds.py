@@ -1,0 +1,394 @@
+"""Lower bounds on the weight of straggler-optimal codes (SPEC sections 2, 3, 4).
+
+The *weight* of a worker is the number of data blocks mixed into its coded
+block; the weight of a code is the largest worker weight.  These functions give
+the smallest weight any code with the best possible straggler tolerance can
+have.  The designs in :mod:`sparsecoded.codes` meet them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "check_mm_params",
+    "coded_density",
+    "check_mv_params",
+    "hetero_stragglers",
+    "hetero_weight",
+    "mm_conditions",
+    "mm_weights",
+    "mv_weight",
+    "validate_capacities",
+]
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | _np_integer()):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _np_integer() -> type:
+    import numpy as np
+
+    return np.integer
+
+
+def check_mv_params(n_workers: int, k: int) -> tuple[int, int]:
+    """Validate ``(n_workers, k)`` for a matrix-vector code.
+
+    Parameters
+    ----------
+    n_workers : int
+        Number of workers n, at least 1.
+    k : int
+        Number of row blocks, ``1 <= k <= n_workers``.
+
+    Returns
+    -------
+    (int, int)
+        The two values as Python ints.
+
+    Raises
+    ------
+    ValueError
+        If a value is not an integer or out of range; the message names the
+        limit and the value.
+
+    Examples
+    --------
+    >>> check_mv_params(20, 16)
+    (20, 16)
+    """
+    n = _check_int("n_workers", n_workers)
+    k = _check_int("k", k)
+    if n < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > n:
+        raise ValueError(f"k must be <= n_workers = {n}, got k = {k}")
+    return n, k
+
+
+def check_mm_params(n_workers: int, k_a: int, k_b: int) -> tuple[int, int, int]:
+    """Validate ``(n_workers, k_a, k_b)`` for a matrix-matrix code.
+
+    Parameters
+    ----------
+    n_workers : int
+        Number of workers n.
+    k_a, k_b : int
+        Number of blocks of A (by rows) and of B (by columns); ``k_a k_b <= n``.
+
+    Returns
+    -------
+    (int, int, int)
+
+    Raises
+    ------
+    ValueError
+        If ``k_a < 1``, ``k_b < 1`` or ``k_a * k_b > n_workers``.
+
+    Examples
+    --------
+    >>> check_mm_params(24, 4, 5)
+    (24, 4, 5)
+    """
+    n = _check_int("n_workers", n_workers)
+    ka = _check_int("k_a", k_a)
+    kb = _check_int("k_b", k_b)
+    if n < 1:
+        raise ValueError(f"n_workers must be >= 1, got {n}")
+    if ka < 1:
+        raise ValueError(f"k_a must be >= 1, got {ka}")
+    if kb < 1:
+        raise ValueError(f"k_b must be >= 1, got {kb}")
+    if ka * kb > n:
+        raise ValueError(f"k_a * k_b must be <= n_workers = {n}, got k_a * k_b = {ka * kb}")
+    return n, ka, kb
+
+
+def mv_weight(n_workers: int, k: int) -> int:
+    """Smallest weight of a straggler-optimal matrix-vector code.
+
+    With ``s = n - k`` stragglers every block must reach ``s + 1`` workers,
+    so the ``n`` weights sum to at least ``k (s + 1)``:
+    ``w >= ceil(k (n - k + 1) / n)``.
+
+    Parameters
+    ----------
+    n_workers : int
+        Number of workers n.
+    k : int
+        Number of blocks, ``1 <= k <= n``.
+
+    Returns
+    -------
+    int
+        ``ceil(k (n - k + 1) / n)``.
+
+    Examples
+    --------
+    >>> [mv_weight(20, k) for k in (1, 10, 16, 18, 20)]
+    [1, 6, 4, 3, 1]
+    """
+    n, k = check_mv_params(n_workers, k)
+    return -(-k * (n - k + 1) // n)
+
+
+def mm_conditions(n_workers: int, k_a: int, k_b: int) -> tuple[int, int, int]:
+    """The three necessary conditions of SPEC section 3 as lower limits.
+
+    Parameters
+    ----------
+    n_workers, k_a, k_b : int
+        Workers and the block counts of A and B.
+
+    Returns
+    -------
+    (int, int, int)
+        ``(product_min, w_a_min, w_b_min)``: a feasible pair needs
+        ``w_a * w_b >= product_min``, ``w_a >= w_a_min``, ``w_b >= w_b_min``.
+
+    Examples
+    --------
+    >>> mm_conditions(24, 4, 5)
+    (5, 2, 2)
+    """
+    n, ka, kb = check_mm_params(n_workers, k_a, k_b)
+    s = n - ka * kb
+    product = -(-ka * kb * (s + 1) // n)
+    wa = -(-ka * (kb + s) // n)
+    wb = -(-kb * (ka + s) // n)
+    return product, wa, wb
+
+
+def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int]]:
+    """All pairs meeting the three conditions, best first.
+
+    Order: smallest product, then the more balanced pair (smaller
+    ``|w_a - w_b|``), then the pair whose storage fractions ``w_a / k_a`` and
+    ``w_b / k_b`` are closer, then the smaller ``w_a``.
+
+    Parameters
+    ----------
+    n_workers, k_a, k_b : int
+
+    Returns
+    -------
+    list of (int, int)
+
+    Examples
+    --------
+    >>> mm_feasible_pairs(24, 4, 5)[:3]
+    [(2, 3), (3, 2), (2, 4)]
+    """
+    product, lo_a, lo_b = mm_conditions(n_workers, k_a, k_b)
+    pairs = [
+        (wa, wb) for wa in range(lo_a, k_a + 1) for wb in range(lo_b, k_b + 1) if wa * wb >= product
+    ]
+    return sorted(
+        pairs,
+        key=lambda p: (p[0] * p[1], abs(p[0] - p[1]), abs(p[0] / k_a - p[1] / k_b), p[0]),
+    )
+
+
+def mm_weights(n_workers: int, k_a: int, k_b: int) -> tuple[int, int]:
+    """Minimal weight pair ``(w_a, w_b)`` for a straggler-optimal matrix-matrix code.
+
+    The pair with the smallest product ``w_a w_b`` that meets all three
+    necessary conditions of SPEC section 3 (see :func:`mm_conditions`); ties
+    go to the more balanced pair (see :func:`mm_feasible_pairs`).  Condition 1
+    alone can be unattainable: at n = 24, 4 x 5 it asks for a product of 5,
+    but no pair with ``w_a, w_b >= 2`` has product 5.
+
+    Parameters
+    ----------
+    n_workers : int
+        Number of workers n.
+    k_a, k_b : int
+        Block counts, ``k_a k_b <= n``.
+
+    Returns
+    -------
+    (int, int)
+
+    Examples
+    --------
+    >>> mm_weights(24, 4, 5)
+    (2, 3)
+    >>> mm_weights(20, 4, 5)
+    (1, 1)
+    """
+    return mm_feasible_pairs(n_workers, k_a, k_b)[0]
+
+
+def validate_capacities(capacities: Sequence[int], k: int) -> tuple[int, ...]:
+    """Check a heterogeneous capacity vector against ``k`` blocks.
+
+    Parameters
+    ----------
+    capacities : sequence of int
+        Coded blocks each device stores; non-negative integers.
+    k : int
+        Number of data blocks.
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        Non-integer or negative entries, an empty vector, or a total below k.
+
+    Examples
+    --------
+    >>> validate_capacities([1, 2, 3], 4)
+    (1, 2, 3)
+    """
+    k = _check_int("k", k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    caps = list(capacities)
+    if not caps:
+        raise ValueError("capacities must name at least 1 device, got an empty sequence")
+    out = []
+    for j, c in enumerate(caps):
+        if isinstance(c, bool) or not isinstance(c, int | _np_integer()):
+            if isinstance(c, float) and c.is_integer():
+                c = int(c)
+            else:
+                raise ValueError(f"capacities must be integers, got capacities[{j}] = {c!r}")
+        if c < 0:
+            raise ValueError(f"capacities must be >= 0, got capacities[{j}] = {c}")
+        out.append(int(c))
+    total = sum(out)
+    if total < k:
+        raise ValueError(f"capacities must hold at least k = {k} blocks in total, got {total}")
+    return tuple(out)
+
+
+def hetero_stragglers(capacities: Sequence[int], k: int) -> int:
+    """Most physical stragglers any code on these devices can tolerate.
+
+    The adversary silences the ``s`` largest devices; the rest must still
+    hold ``k`` coded blocks.  So ``s`` is the largest integer with
+    ``sum of the n - s smallest capacities >= k``.
+
+    Parameters
+    ----------
+    capacities : sequence of int
+        Coded blocks per device.
+    k : int
+        Number of data blocks.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> hetero_stragglers([1, 1, 1, 2, 3], 4)
+    1
+    >>> hetero_stragglers([1, 1, 1, 1, 1, 1], 4)
+    2
+    """
+    caps = sorted(validate_capacities(capacities, k))
+    s = 0
+    # remove the largest devices one by one while k blocks remain
+    remaining = sum(caps)
+    for c in reversed(caps):
+        if remaining - c < k:
+            break
+        remaining -= c
+        s += 1
+    return s
+
+
+def hetero_weight(capacities: Sequence[int], k: int, stragglers: int | None = None) -> int:
+    """Lower bound on the row weight of a code on heterogeneous devices.
+
+    Device j stores ``c_j`` coded blocks (rows of the encoding); the code
+    must decode from the rows of any ``n - s`` devices.
+
+    Bound: ``w >= ceil(k (s + 1) / C)`` with ``C = sum_j c_j``.
+
+    Proof sketch.  Fix a block ``A_l``.  If the rows that mix ``A_l`` all
+    sit on at most ``s`` devices, let exactly those devices straggle: no
+    surviving row carries ``A_l``, so it cannot be decoded.  Hence every
+    block appears in rows of at least ``s + 1`` distinct devices, so in at
+    least ``s + 1`` rows.  Summing over the ``k`` blocks, the total weight of
+    the ``C`` rows is at least ``k (s + 1)``, and the largest row weight is at
+    least the average.  With all ``c_j = 1`` this is the homogeneous bound
+    :func:`mv_weight`.  The bound is necessary, not always attainable; the
+    virtual-worker design (``C`` homogeneous workers, any ``k`` rows decode)
+    has weight ``mv_weight(C, k) = ceil(k (C - k + 1) / C)``, which is at least
+    this bound because ``C - k >= s`` (the ``n - s`` surviving devices hold
+    ``k`` rows and each silenced device holds at least one).
+
+    Parameters
+    ----------
+    capacities : sequence of int
+        Coded blocks per device.
+    k : int
+        Number of data blocks.
+    stragglers : int, optional
+        Physical stragglers to tolerate; default the most possible,
+        :func:`hetero_stragglers`.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If ``stragglers`` exceeds what the capacities allow.
+
+    Examples
+    --------
+    >>> hetero_weight([2, 2, 2, 2], 5), mv_weight(8, 5)
+    (2, 3)
+    """
+    caps = validate_capacities(capacities, k)
+    s_max = hetero_stragglers(caps, k)
+    s = s_max if stragglers is None else _check_int("stragglers", stragglers)
+    if s < 0:
+        raise ValueError(f"stragglers must be >= 0, got {s}")
+    if s > s_max:
+        raise ValueError(
+            f"stragglers must be <= {s_max} for capacities {list(caps)} and k = {k} "
+            f"(the remaining devices must hold k blocks), got {s}"
+        )
+    return -(-k * (s + 1) // sum(caps))
+
+
+def coded_density(density: float, weight: int) -> float:
+    """Expected density of a coded block mixing ``weight`` blocks of density p.
+
+    An entry of the mix is nonzero when one of the ``weight`` blocks has it
+    (cancellation has probability zero): ``1 - (1 - p)^weight``, about
+    ``weight * p`` for small p (SPEC section 1).
+
+    Parameters
+    ----------
+    density : float
+        Density p of each data block, in [0, 1].
+    weight : int
+        Number of blocks mixed; 0 gives an empty block.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(coded_density(0.01, 4) / coded_density(0.01, 16), 3)
+    0.265
+    """
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density must be in [0, 1], got {density}")
+    return 1.0 - (1.0 - density) ** weight

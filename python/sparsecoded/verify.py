@@ -1,0 +1,530 @@
+"""Certificates: does a code decode from every allowed set of responders?
+
+Three ways to know (SPEC sections 2, 3, 6):
+
+``"exhaustive"``
+    Every responder set is solved-for: the singular values of each
+    ``k x k`` submatrix give its rank and condition number.  Exact for the
+    actual coefficients; used while the number of sets is at most
+    ``max_subsets``.
+``"flow"``
+    Matrix-vector only.  Hall's condition with surplus ``s`` on the support
+    pattern, checked by ``k`` max-flows.  It proves that any k workers
+    decode for generic coefficients (probability 1 for continuous i.i.d.
+    draws), for any n, in polynomial time.  The actual coefficients are also
+    checked on sampled and adversarial responder sets.
+``"sampled"``
+    Matrix-matrix codes too large to enumerate: random responder sets plus
+    adversarial ones (all workers that touch one block silenced first).  A
+    pass is evidence, not proof.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.linalg.lapack
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order, maximum_flow, structural_rank
+
+__all__ = ["Certificate", "certify", "hall_surplus_test", "worst_condition_mv"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Outcome of :func:`certify`.
+
+    Attributes
+    ----------
+    straggler_optimal : bool
+        Every responder set allowed by the code decodes: any ``k`` workers
+        (MV), any ``k_a k_b`` workers (MM), any ``n - s`` devices
+        (heterogeneous, ``s = code.stragglers``).
+    method : str
+        ``"flow"``, ``"exhaustive"`` or ``"sampled"`` (see the module docs).
+    worst_condition : float
+        Largest condition number of a responder submatrix seen (``inf`` when a
+        singular one was found).  Exact for ``"exhaustive"``, a lower estimate
+        otherwise.
+    subsets_checked : int
+        Responder sets whose submatrix was factorised.
+    witness : tuple of int or None
+        On failure, a set of workers (devices) that cannot decode.
+    stragglers : int
+        Stragglers the check was made for.
+    """
+
+    straggler_optimal: bool
+    method: str
+    worst_condition: float
+    subsets_checked: int
+    witness: tuple[int, ...] | None = None
+    stragglers: int = 0
+
+    def __bool__(self) -> bool:
+        return self.straggler_optimal
+
+
+# ---------------------------------------------------------------------------
+# condition numbers of responder submatrices
+
+
+def _svals(stack: np.ndarray) -> np.ndarray:
+    return np.linalg.svd(stack, compute_uv=False)
+
+
+# Above this size one SVD costs about a second on a small machine; condition
+# numbers are then LAPACK's 1-norm estimates from an LU factorisation (about
+# 6x cheaper, within a factor k of the 2-norm value).
+LARGE_K = 256
+
+
+def _cond_1norm(m: np.ndarray) -> float:
+    lu, _ = scipy.linalg.lu_factor(m, check_finite=False)
+    anorm = float(np.abs(m).sum(axis=0).max())
+    rcond, _ = scipy.linalg.lapack.dgecon(lu, anorm, norm="1")
+    return math.inf if rcond == 0.0 else 1.0 / rcond
+
+
+def _cost(k: int) -> float:
+    return float(k) ** 3 * (1.0 if k > LARGE_K else 4.0) + 50.0
+
+
+def _conds(dense: np.ndarray, subsets: np.ndarray) -> np.ndarray:
+    """Condition numbers of ``dense[subset]`` for each row of ``subsets``.
+
+    2-norm for ``k <= LARGE_K``: singular submatrices (smallest singular value
+    at or below ``max(shape) * eps * largest``, numpy's rank tolerance) get
+    ``inf``.  Larger square systems use the 1-norm estimate.
+    """
+    if subsets.shape[0] == 0:
+        return np.empty(0)
+    k = dense.shape[1]
+    if k > LARGE_K and subsets.shape[1] == k:
+        c = np.array([_cond_1norm(dense[sub]) for sub in subsets])
+        c[c >= 1.0 / _EPS] = np.inf  # numerically singular in float64
+        return c
+    out = np.empty(subsets.shape[0])
+    chunk = max(1, int(4_000_000 // max(1, subsets.shape[1] * k)))
+    for lo in range(0, subsets.shape[0], chunk):
+        sv = _svals(dense[subsets[lo : lo + chunk]])
+        smax, smin = sv[:, 0], sv[:, -1]
+        tol = smax * max(subsets.shape[1], k) * _EPS
+        with np.errstate(divide="ignore"):
+            c = smax / smin
+        c[(smin <= tol) | (sv.shape[1] < k)] = np.inf
+        out[lo : lo + chunk] = c
+    return out
+
+
+def _combinations(n: int, r: int, chunk: int = 8192) -> Iterator[np.ndarray]:
+    it = itertools.combinations(range(n), r)
+    while True:
+        block = list(itertools.islice(it, chunk))
+        if not block:
+            return
+        yield np.asarray(block, dtype=np.int64).reshape(len(block), r)
+
+
+def _exhaustive(dense: np.ndarray, r: int) -> tuple[float, int, tuple[int, ...] | None]:
+    """Worst condition over all r-row subsets, count, first singular subset."""
+    worst, count, witness = 0.0, 0, None
+    for subs in _combinations(dense.shape[0], r):
+        c = _conds(dense, subs)
+        count += subs.shape[0]
+        bad = np.flatnonzero(~np.isfinite(c))
+        if bad.size and witness is None:
+            witness = tuple(int(i) for i in subs[bad[0]])
+        worst = max(worst, float(c.max()))
+    return worst, count, witness
+
+
+def _sample_subsets(n: int, r: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    if count <= 0:
+        return np.empty((0, r), dtype=np.int64)
+    keys = rng.random((count, n))
+    return np.sort(np.argpartition(keys, r - 1, axis=1)[:, :r], axis=1)
+
+
+def _drop(n: int, removed: Iterable[int]) -> np.ndarray:
+    mask = np.ones(n, dtype=bool)
+    mask[list(removed)] = False
+    return np.flatnonzero(mask)
+
+
+def _adversarial(support: sp.csr_array, s: int, rng: np.random.Generator, limit: int) -> np.ndarray:
+    """At most ``limit`` responder sets that silence the workers around one block.
+
+    Half of them drop s cyclically consecutive workers (the natural worst
+    case of cyclic layouts); the others drop up to s of the workers touching
+    a random block (the rest of the s at random).
+    """
+    n, k = support.shape
+    if s == 0 or limit <= 0:
+        return np.arange(n)[None, :] if limit > 0 else np.empty((0, n - s), np.int64)
+    out = []
+    n_cyc = min(n, max(1, limit // 2))
+    for t in np.linspace(0, n, n_cyc, endpoint=False).astype(np.int64):
+        out.append(_drop(n, (t + np.arange(s)) % n))
+    csc = sp.csc_array(support)
+    for j in rng.choice(k, min(k, limit - len(out)), replace=False):
+        touch = rng.permutation(csc.indices[csc.indptr[j] : csc.indptr[j + 1]])[:s]
+        keep = np.ones(n, dtype=bool)
+        keep[touch] = False
+        others = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
+        out.append(_drop(n, np.concatenate([touch, others])))
+    return np.asarray(out, dtype=np.int64)
+
+
+def worst_condition_mv(
+    encoding: sp.csr_array, *, budget: float = 2.0e9, seed: int | None = 0
+) -> float:
+    """Worst condition number of ``E_W`` over responder sets ``|W| = k``.
+
+    Exhaustive when ``C(n, k) k^3 <= budget``; otherwise adversarial sets
+    and random ones within ``budget`` flops (a lower estimate).
+
+    Parameters
+    ----------
+    encoding : scipy.sparse.csr_array
+        ``(n, k)`` encoding matrix.
+    budget : float
+        Rough flop budget for the SVDs.
+    seed : int, optional
+        For the sampled sets.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> worst_condition_mv(sp.csr_array(np.eye(3)))
+    1.0
+    """
+    n, k = encoding.shape
+    dense = encoding.toarray()
+    per = _cost(k)
+    total = math.comb(n, k)
+    if total * per <= budget:
+        return _exhaustive(dense, k)[0]
+    rng = np.random.default_rng(seed)
+    count = max(2, int(budget / per))
+    adv = _adversarial(encoding, n - k, rng, max(1, count // 2))
+    subs = np.concatenate([adv, _sample_subsets(n, k, count - adv.shape[0], rng)])
+    return float(_conds(dense, subs).max())
+
+
+# ---------------------------------------------------------------------------
+# Hall's condition with surplus, by max-flow
+
+
+def hall_surplus_test(support: sp.csr_array, s: int) -> tuple[bool, np.ndarray | None]:
+    """Check ``|N(S)| >= |S| + s`` for every nonempty set S of blocks.
+
+    Network: source -> block (capacity 1, or ``s + 1`` for the block under
+    test) -> worker (capacity ``k + s``, so that no minimum cut uses it) ->
+    sink (capacity 1).  With block j under test the max flow is ``k + s``
+    iff every S containing j satisfies the condition; a smaller flow leaves
+    a violating S as the blocks still reachable from the source in the
+    residual network.  One max flow per block (SPEC section 2).
+
+    Parameters
+    ----------
+    support : scipy.sparse.csr_array
+        ``(n, k)``; its nonzero pattern is used.
+    s : int
+        Required surplus (stragglers).
+
+    Returns
+    -------
+    (bool, numpy.ndarray or None)
+        Whether the condition holds; on failure the violating block set S.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> hall_surplus_test(sp.csr_array(np.ones((3, 2))), 1)[0]
+    True
+    >>> hall_surplus_test(sp.csr_array(np.eye(3)), 1)
+    (False, array([0]))
+    """
+    n, k = support.shape
+    pat = sp.csc_array(support)
+    pat.eliminate_zeros()
+    src, sink = 0, k + n + 1
+    blocks_to_workers_r = np.repeat(np.arange(k), np.diff(pat.indptr)) + 1
+    blocks_to_workers_c = pat.indices + k + 1
+    rows = np.concatenate([np.zeros(k, np.int64), blocks_to_workers_r, np.arange(n) + k + 1])
+    cols = np.concatenate([np.arange(k) + 1, blocks_to_workers_c, np.full(n, sink)])
+    caps = np.concatenate(
+        [np.ones(k, np.int32), np.full(pat.nnz, k + s + 1, np.int32), np.ones(n, np.int32)]
+    )
+    graph = sp.csr_array((caps, (rows, cols)), shape=(sink + 1, sink + 1))
+    graph.sort_indices()
+    # the source's row holds the edges to blocks 1..k in order
+    src_edges = np.arange(graph.indptr[0], graph.indptr[1])
+    if k + s > n:  # S = all blocks already fails
+        return False, np.arange(k)
+    for j in range(k):
+        graph.data[src_edges[j]] = s + 1
+        res = maximum_flow(graph, src, sink, method="dinic")
+        graph.data[src_edges[j]] = 1
+        if res.flow_value < k + s:
+            return False, _violating_set(graph, res, j, s, k)
+    return True, None
+
+
+def _violating_set(graph, res, j, s, k) -> np.ndarray:
+    g = graph.copy()
+    g.data[g.indptr[0] + j] = s + 1
+    residual = sp.csr_array(g - res.flow)
+    residual.data[residual.data < 0] = 0
+    residual.eliminate_zeros()
+    reach = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
+    blocks = np.sort(reach[(reach >= 1) & (reach <= k)]) - 1
+    return blocks
+
+
+def _flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[int, ...]:
+    """k workers that cannot decode: silence s workers that touch ``blocks``.
+
+    Hall's condition fails for ``blocks``: ``|N(blocks)| < |blocks| + s``, so
+    after silencing s of ``N(blocks)`` fewer than ``|blocks|`` rows carry them.
+    """
+    n = support.shape[0]
+    csc = sp.csc_array(support)
+    touch = np.unique(
+        np.concatenate([csc.indices[csc.indptr[j] : csc.indptr[j + 1]] for j in blocks])
+    )
+    removed = list(touch[:s])
+    if len(removed) < s:
+        rest = np.setdiff1d(np.arange(n), touch)
+        removed += list(rest[: s - len(removed)])
+    return tuple(int(i) for i in _drop(n, removed))
+
+
+# ---------------------------------------------------------------------------
+# heterogeneous devices
+
+
+def _device_subsets(n: int, s: int) -> Iterator[tuple[int, ...]]:
+    return itertools.combinations(range(n), s)
+
+
+def hetero_decodable_supports(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    owner: np.ndarray,
+    n_rows: int,
+    k: int,
+    s: int,
+    n_devices: int,
+    *,
+    max_subsets: int = 20000,
+) -> bool:
+    """Generic decodability after silencing any s devices (structural rank).
+
+    Returns False too when there are more than ``max_subsets`` device sets
+    (the layout is then not proven and the caller keeps the safe design).
+    """
+    if math.comb(n_devices, s) > max_subsets:
+        return False
+    pattern = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=(n_rows, k))
+    for dead in _device_subsets(n_devices, s):
+        keep = ~np.isin(owner, dead)
+        if structural_rank(pattern[np.flatnonzero(keep)]) < k:
+            return False
+    return True
+
+
+def _hetero_responder_rows(owner: np.ndarray, n: int, s: int, dead: Iterable[int]) -> np.ndarray:
+    return np.flatnonzero(~np.isin(owner, list(dead)))
+
+
+def worst_condition_hetero(
+    encoding: sp.csr_array, owner: np.ndarray, n: int, s: int, *, max_subsets: int = 2000
+) -> float:
+    """Worst condition of the surviving rows over sets of s silenced devices.
+
+    The surviving rows form a tall ``(rows, k)`` system (decoded by least
+    squares or any k of them); its 2-norm condition number is reported.
+    Exhaustive up to ``max_subsets`` device sets, else the ones silencing the
+    largest devices plus random ones.
+    """
+    return _hetero_scan(encoding, owner, n, s, max_subsets, None)[0]
+
+
+def _hetero_scan(encoding, owner, n, s, max_subsets, seed):
+    dense = encoding.toarray()
+    k = dense.shape[1]
+    total = math.comb(n, s)
+    if total <= max_subsets:
+        sets: Iterable[tuple[int, ...]] = _device_subsets(n, s)
+        method = "exhaustive"
+    else:
+        rng = np.random.default_rng(seed)
+        caps = np.bincount(owner, minlength=n)
+        largest = tuple(int(i) for i in np.argsort(-caps, kind="stable")[:s])
+        rand = [tuple(rng.choice(n, s, replace=False).tolist()) for _ in range(max_subsets)]
+        sets = [largest, *rand]
+        method = "sampled"
+    worst, count, witness = 0.0, 0, None
+    for dead in sets:
+        sub = dense[_hetero_responder_rows(owner, n, s, dead)]
+        count += 1
+        if sub.shape[0] < k:
+            c = math.inf
+        else:
+            sv = _svals(sub)
+            c = math.inf if sv[-1] <= sv[0] * max(sub.shape) * _EPS else float(sv[0] / sv[-1])
+        if not math.isfinite(c) and witness is None:
+            witness = tuple(sorted(set(range(n)) - set(dead)))
+        worst = max(worst, c)
+    return worst, count, witness, method
+
+
+# ---------------------------------------------------------------------------
+# certify
+
+
+def certify(
+    code: object,
+    *,
+    max_subsets: int = 200_000,
+    samples: int = 2000,
+    seed: int | None = None,
+) -> Certificate:
+    """Decide whether a code decodes from every allowed set of responders.
+
+    Parameters
+    ----------
+    code : MVCode or MMCode
+        Any code, including one built from your own matrix with
+        :meth:`MVCode.from_matrix` / :meth:`MMCode.from_matrices`.
+    max_subsets : int
+        Enumerate every responder set while there are at most this many.
+    samples : int
+        Random responder sets used when not enumerating (also for the
+        condition estimate of the flow method).
+    seed : int, optional
+        For the sampled sets.
+
+    Returns
+    -------
+    Certificate
+
+    Examples
+    --------
+    >>> from sparsecoded import design_mv
+    >>> cert = certify(design_mv(12, 9, seed=0))
+    >>> cert.straggler_optimal, cert.method
+    (True, 'exhaustive')
+    >>> certify(design_mv(12, 9, "replication")).witness
+    (0, 1, 2, 3, 4, 5, 6, 7, 8)
+    """
+    from .codes import MMCode, MVCode
+
+    if isinstance(code, MMCode):
+        return _certify_mm(code, max_subsets, samples, seed)
+    if isinstance(code, MVCode):
+        if code.capacities is not None:
+            return _certify_hetero(code, max_subsets, samples, seed)
+        return _certify_mv(code, max_subsets, samples, seed)
+    raise TypeError(f"certify expects an MVCode or MMCode, got {type(code).__name__}")
+
+
+def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
+    e = code.encoding
+    n, k = e.shape
+    s = n - k
+    dense = e.toarray()
+    if math.comb(n, k) <= max_subsets:
+        worst, count, witness = _exhaustive(dense, k)
+        return Certificate(witness is None, "exhaustive", worst, count, witness, s)
+    ok, blocks = hall_surplus_test(e, s)
+    if not ok:
+        return Certificate(False, "flow", math.inf, 0, _flow_witness(e, blocks, s), s)
+    rng = np.random.default_rng(seed)
+    count = int(min(samples, max(8, 4.0e9 / _cost(k))))
+    adv = _adversarial(e, s, rng, max(1, count // 2))
+    subs = np.concatenate([adv, _sample_subsets(n, k, max(0, count - adv.shape[0]), rng)])
+    conds = _conds(dense, subs)
+    bad = np.flatnonzero(~np.isfinite(conds))
+    if bad.size:
+        # the support is fine but these coefficients are degenerate
+        w = tuple(int(i) for i in subs[bad[0]])
+        return Certificate(False, "flow", math.inf, subs.shape[0], w, s)
+    return Certificate(True, "flow", float(conds.max()), subs.shape[0], None, s)
+
+
+def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
+    from .bounds import hetero_stragglers
+
+    e, owner, n = code.encoding, np.asarray(code.owner), code.n_workers
+    k = code.k
+    s = code.stragglers
+    caps = np.bincount(owner, minlength=n)
+    if math.comb(n, s) <= max_subsets:
+        worst, count, witness, method = _hetero_scan(e, owner, n, s, max_subsets, seed)
+        return Certificate(witness is None, method, worst, count, witness, s)
+    # Any k rows decode (virtual flow test) and any n - s devices hold k rows
+    # => any n - s devices decode.
+    n_rows = e.shape[0]
+    ok = s <= hetero_stragglers(caps.tolist(), k) and hall_surplus_test(e, n_rows - k)[0]
+    worst, count, witness, method = _hetero_scan(e, owner, n, s, samples, seed)
+    if ok and witness is None:
+        return Certificate(True, "flow", worst, count, None, s)
+    return Certificate(witness is None, "sampled", worst, count, witness, s)
+
+
+def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
+    rows = code.product_rows()
+    n, big_k = rows.shape
+    s = n - big_k
+    if math.comb(n, big_k) <= max_subsets:
+        worst, count, witness = _exhaustive(rows, big_k)
+        return Certificate(witness is None, "exhaustive", worst, count, witness, s)
+    rng = np.random.default_rng(seed)
+    support = sp.csr_array((rows != 0).astype(np.float64))
+    adv = _mm_adversarial(code, s, rng)
+    subs = np.concatenate([adv, _sample_subsets(n, big_k, samples, rng)])
+    conds = _conds(rows, subs)
+    bad = np.flatnonzero(~np.isfinite(conds))
+    del support
+    witness = tuple(int(i) for i in subs[bad[0]]) if bad.size else None
+    return Certificate(witness is None, "sampled", float(conds.max()), subs.shape[0], witness, s)
+
+
+def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
+    """Silence first the workers touching one A-block, one B-block or one cell."""
+    a = code.encoding_a.toarray() != 0
+    b = code.encoding_b.toarray() != 0
+    return _mm_adversarial_arrays(a, b, s, rng, variants)
+
+
+def _mm_adversarial_arrays(
+    a: np.ndarray, b: np.ndarray, s: int, rng: np.random.Generator, variants: int = 3
+) -> np.ndarray:
+    n, ka = a.shape
+    kb = b.shape[1]
+    groups = [np.flatnonzero(a[:, p]) for p in range(ka)]
+    groups += [np.flatnonzero(b[:, q]) for q in range(kb)]
+    groups += [np.flatnonzero(a[:, p] & b[:, q]) for p in range(ka) for q in range(kb)]
+    out = []
+    for g in groups:
+        for _ in range(variants):
+            touch = rng.permutation(g)[:s]
+            keep = np.ones(n, dtype=bool)
+            keep[touch] = False
+            rest = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
+            out.append(_drop(n, np.concatenate([touch, rest]).astype(np.int64)))
+    return np.asarray(out, dtype=np.int64).reshape(len(out), n - s)

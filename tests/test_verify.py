@@ -1,0 +1,149 @@
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
+from sparsecoded.verify import hall_surplus_test
+
+
+def _pitfall(n, k, w, rng):
+    """SPEC 2's pitfall: worker i takes blocks i*w .. i*w+w-1 (mod k)."""
+    rows = np.repeat(np.arange(n), w)
+    cols = ((np.arange(n)[:, None] * w + np.arange(w)[None, :]) % k).ravel()
+    return sp.csr_array((rng.standard_normal(rows.size), (rows, cols)), shape=(n, k))
+
+
+def _rank(m):
+    return np.linalg.matrix_rank(m)
+
+
+def test_pitfall_rejected_with_witness(rng):
+    e = _pitfall(6, 4, 2, rng)
+    cert = certify(MVCode.from_matrix(e))
+    assert not cert.straggler_optimal
+    assert cert.method == "exhaustive"
+    assert len(cert.witness) == 4
+    assert _rank(e.toarray()[list(cert.witness)]) < 4
+
+
+def test_pitfall_rejected_by_flow(rng):
+    e = _pitfall(6, 4, 2, rng)
+    cert = certify(MVCode.from_matrix(e), max_subsets=0)
+    assert (cert.straggler_optimal, cert.method) == (False, "flow")
+    assert len(cert.witness) == 4
+    assert _rank(e.toarray()[list(cert.witness)]) < 4
+
+
+def _hall_brute(pattern, s):
+    n, k = pattern.shape
+    for r in range(1, k + 1):
+        for blocks in itertools.combinations(range(k), r):
+            if np.count_nonzero(pattern[:, blocks].any(axis=1)) < r + s:
+                return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 8), data=st.data(), seed=st.integers(0, 2**32 - 1), p=st.floats(0.2, 0.9))
+def test_flow_test_agrees_with_brute_force_hall(n, data, seed, p):
+    k = data.draw(st.integers(1, n))
+    pattern = np.random.default_rng(seed).random((n, k)) < p
+    ok, blocks = hall_surplus_test(sp.csr_array(pattern.astype(float)), n - k)
+    assert ok == _hall_brute(pattern, n - k)
+    if not ok:  # the returned set really violates the condition
+        assert np.count_nonzero(pattern[:, blocks].any(axis=1)) < len(blocks) + n - k
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 40), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_flow_certifies_sparse_design_any_n(n, data, seed):
+    k = data.draw(st.integers(1, n))
+    code = design_mv(n, k, seed=seed, trials=1)
+    cert = certify(code, max_subsets=0, samples=20, seed=seed)
+    assert cert.straggler_optimal
+    assert cert.method == "flow"
+
+
+def test_flow_and_exhaustive_agree_on_sparse_n20(rng):
+    code = design_mv(20, 16, seed=1, trials=1)
+    assert certify(code).method == "exhaustive"
+    assert certify(code).straggler_optimal
+    assert certify(code, max_subsets=0).straggler_optimal
+
+
+def test_degenerate_coefficients_caught():
+    # full support but rank one: the flow test passes, the coefficients do not
+    code = MVCode.from_matrix(np.ones((6, 3)))
+    assert not certify(code).straggler_optimal
+    cert = certify(code, max_subsets=0)
+    assert not cert.straggler_optimal
+    assert cert.witness is not None
+
+
+def test_reference_polynomial_mv_n18_k15():
+    cert = certify(design_mv(18, 15, "polynomial"))
+    assert cert.method == "exhaustive"
+    assert cert.subsets_checked == math.comb(18, 15)
+    assert f"{cert.worst_condition:.2e}" == "4.03e+07"
+
+
+def test_reference_figures_n20_k16():
+    """SPEC 6: sparse ~1e5, Gaussian ~6e4, Vandermonde ~3e8, Chebyshev ~4e5."""
+    sparse = certify(design_mv(20, 16, seed=0)).worst_condition
+    mds = certify(design_mv(20, 16, "mds", seed=0)).worst_condition
+    poly = certify(design_mv(20, 16, "polynomial")).worst_condition
+    cheb = certify(design_mv(20, 16, "orthopoly")).worst_condition
+    assert 1e4 < sparse < 1e6
+    assert 1e4 < mds < 3e5
+    assert 1e8 < poly < 1e9
+    assert 1e5 < cheb < 1e6
+    assert poly > 100 * max(sparse, mds, cheb)
+
+
+@pytest.mark.slow
+def test_large_flow_certificate():
+    code = design_mv(1000, 900, seed=0)
+    cert = certify(code, seed=0)
+    assert cert.straggler_optimal
+    assert cert.method == "flow"
+    assert cert.subsets_checked >= 1
+
+
+def test_certify_rejects_other_objects():
+    with pytest.raises(TypeError, match="MVCode or MMCode"):
+        certify(np.eye(3))
+
+
+def test_reference_polynomial_mm_n24_4x5():
+    cert = certify(design_mm(24, 4, 5, "polynomial"))
+    assert cert.method == "exhaustive"
+    assert cert.subsets_checked == math.comb(24, 20)
+    assert f"{cert.worst_condition:.2e}" == "2.40e+10"
+
+
+@pytest.mark.parametrize(("n", "ka", "kb", "ref"), [(18, 5, 3, "2.51e+04"), (24, 4, 5, "1.97e+06")])
+def test_reference_orthopoly_mm(n, ka, kb, ref):
+    cert = certify(design_mm(n, ka, kb, "orthopoly"))
+    assert cert.straggler_optimal
+    assert f"{cert.worst_condition:.2e}" == ref
+
+
+def test_mm_sampled_method_and_witness(rng):
+    # n = 30, 3 x 5: C(30, 15) is far beyond max_subsets
+    code = design_mm(30, 3, 5, seed=0, trials=1)
+    cert = certify(code, seed=0, samples=300)
+    assert cert.method == "sampled"
+    assert cert.straggler_optimal
+    # uncoded-style layout: all workers but one on cell (0, 0) -> fails
+    a = np.zeros((6, 2))
+    b = np.zeros((6, 2))
+    a[:, 0] = b[:, 0] = 1.0
+    a[5] = [0.0, 1.0]
+    bad = MMCode.from_matrices(a, b)
+    cert = certify(bad)
+    assert not cert.straggler_optimal
+    assert np.linalg.matrix_rank(bad.product_rows()[list(cert.witness)]) < 4
