@@ -118,3 +118,12 @@ def test_matrix_file(tmp_path):
 def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert main(["experiment", "worker-time", "--workers", "4", "--k", "9", "--no-progress"]) == 2
     assert "k <= n" in capsys.readouterr().err
+
+
+def test_worker_time_matrix_matrix(tmp_path):
+    rec = _run(tmp_path, "worker-time", "--size", "400", "300", "--workers", "8", "--ka", "2", "--kb", "3",
+               "--schemes", "sparse,mds,rkrp")
+    assert rec["operation"] == "matmat"
+    sparse, mds = rec["schemes"]["sparse"], rec["schemes"]["mds"]
+    assert (mds["weight_a"], mds["weight_b"]) == (2, 3)
+    assert sparse["weight_a"] * sparse["weight_b"] == sparse["weight"] < mds["weight"]

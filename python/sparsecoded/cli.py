@@ -62,6 +62,8 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--k", default=None, help="row blocks k; a comma list sweeps it")
     g.add_argument("--schemes", default=None,
                    help="comma list of sparse, uncoded, replication, mds, polynomial, orthopoly")
+    g.add_argument("--ka", type=int, default=None, help="worker-time: matrix-matrix A @ B with k_a row blocks of A")
+    g.add_argument("--kb", type=int, default=None, help="worker-time: ... and k_b column blocks of B")
     g.add_argument("--stragglers", type=int, default=None,
                    help="stability: s (k = n - s, default 4); iterative: workers delayed; "
                    "heterogeneous: devices to tolerate")
@@ -69,6 +71,8 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("measurement")
     g.add_argument("--reps", type=int, default=5, help="timed repetitions per figure (median; default 5)")
     g.add_argument("--rounds", type=int, default=3, help="rounds per straggler setting (default 3)")
+    g.add_argument("--warmup", type=int, default=1,
+                   help="untimed rounds after placing the blocks, before the timed ones (default 1)")
     g.add_argument("--iters", type=int, default=30, help="iterative: iterations (default 30)")
     g.add_argument("--trials", type=int, default=5, help="stability: random straggler sets decoded per scheme")
     g.add_argument("--max-subsets", type=int, default=20000,
@@ -106,7 +110,6 @@ def _run_experiment(args: argparse.Namespace) -> int:
     for line in summary_lines(record):
         print(line)
     return 0
-
 
 
 def _add_design(sub: argparse._SubParsersAction) -> None:

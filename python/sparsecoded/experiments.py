@@ -248,11 +248,58 @@ def measure_workers(A: sp.csr_array, code: Any, x: np.ndarray, reps: int,
     }
 
 
+def measure_workers_mm(A: sp.csr_array, B: sp.csr_array, code: Any, reps: int,
+                       tick: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Matrix-matrix version of :func:`measure_workers`: each worker's ``Ã_i @ B̃_i``."""
+    Ea, Eb = sp.csr_array(code.encoding_a), sp.csr_array(code.encoding_b)
+    wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
+    Bt = sp.csr_array(B.T)
+    n = Ea.shape[0]
+    times: list[float | None] = [None] * n
+    nnz: list[int] = [0] * n
+    out_nnz: list[int] = [0] * n
+    for i in range(n):
+        if wa[i] and wb[i]:
+            a = kernels.encode_row_blocks(A, Ea[[i]])[0]
+            b = sp.csr_array(kernels.encode_row_blocks(Bt, Eb[[i]])[0].T)
+            res = compute("matmat", (a, b), None)
+            samples = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                compute("matmat", (a, b), None)
+                samples.append(time.perf_counter() - t0)
+            times[i] = statistics.median(samples)
+            nnz[i] = int(a.nnz + b.nnz)
+            out_nnz[i] = int(res.nnz) if sp.issparse(res) else int(np.count_nonzero(res))
+        if tick:
+            tick()
+    active = [t for t in times if t is not None]
+    active_nnz = [z for z, t in zip(nnz, times) if t is not None]
+    return {
+        "scheme": getattr(code, "scheme", "custom"),
+        "weight": int(code.weight_a) * int(code.weight_b),
+        "weight_a": int(code.weight_a), "weight_b": int(code.weight_b),
+        "stragglers": int(code.stragglers),
+        "workers_with_work": len(active),
+        "worker_time_median": statistics.median(active),
+        "worker_time_min": min(active), "worker_time_max": max(active),
+        "worker_times": times, "worker_nnz": nnz, "worker_output_nnz": out_nnz,
+        "nnz_median": statistics.median(active_nnz), "reps": reps, "mode": MODE_SIMULATED,
+    }
+
+
 def _worker_time_point(A: sp.csr_array, n: int, k: int, schemes: Sequence[str], args, bar) -> dict:
     x = np.random.default_rng([args.seed, 1]).standard_normal(A.shape[1])
     out: dict[str, Any] = {}
     for scheme in schemes:
         bar.set_postfix_str(f"n={n} k={k} {scheme}")
+        if args.ka:
+            from . import design_mm
+
+            code = design_mm(n, args.ka, args.kb, scheme, seed=args.seed)
+            B = _mm_partner(A, args)
+            out[scheme] = measure_workers_mm(A, B, code, args.reps, tick=lambda: bar.update(1))
+            continue
         code = _design(n, k, scheme, args.seed)
         out[scheme] = measure_workers(A, code, x, args.reps, tick=lambda: bar.update(1))
     if "uncoded" in out:
@@ -270,9 +317,21 @@ def _mv_ratios(schemes: dict[str, Any], key: str, ours: str = "sparse") -> dict[
             for name in schemes if name != ours and schemes[ours][key] > 0}
 
 
+def _mm_partner(A: sp.csr_array, args: argparse.Namespace) -> sp.csr_array:
+    """B of ``A @ B``: A's transpose for a file, else random of A's transposed shape and density."""
+    if args.matrix:
+        return sp.csr_array(A.T)
+    d = A.nnz / max(1, A.shape[0] * A.shape[1])
+    return random_matrix(A.shape[1], A.shape[0], d, args.seed + 1)
+
+
 def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
     densities = _floats(args.density) if not args.matrix else [float("nan")]
     ns, ks = _ints(args.workers or "20"), _ints(args.k or "16")
+    if bool(args.ka) != bool(args.kb):
+        raise ValueError("matrix-matrix needs both --ka and --kb")
+    if args.ka:
+        ks = [args.ka * args.kb]
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly,uncoded")
     points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
     if not points:
@@ -296,6 +355,8 @@ def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
     w_sparse = first["schemes"].get("sparse", {}).get("weight")
     target = 0.8 * first["k"] / w_sparse if w_sparse else None
     return {
+        "operation": "matmat" if args.ka else "matvec",
+        "mm_blocks": [args.ka, args.kb] if args.ka else None,
         "input": first["input"],
         "schemes": first["schemes"],
         "ratios": first["ratios"],
@@ -457,7 +518,7 @@ def open_pool(args: argparse.Namespace, n: int) -> Iterator[tuple[Any, str, str]
 
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl) as client:
-            pool = DaskPool(client)
+            pool = DaskPool(client, timeout=args.timeout)
             try:
                 yield pool, MODE_LIVE, "DaskPool(LocalCluster)"
             finally:
@@ -472,6 +533,14 @@ def open_pool(args: argparse.Namespace, n: int) -> Iterator[tuple[Any, str, str]
 
         with InlinePool(n, timeout=args.timeout) as pool:
             yield pool, MODE_SIMULATED, "InlinePool"
+
+
+def _settle(pool: Any, args: argparse.Namespace) -> None:
+    """Let a Dask pool get back the workers a crash model killed, so the next run starts whole."""
+    wait = getattr(pool, "wait_for_workers", None)
+    if wait is not None:
+        with contextlib.suppress(Exception):
+            wait(timeout=args.timeout)
 
 
 def _round(op: Any, x: np.ndarray, y_ref: np.ndarray) -> dict[str, Any]:
@@ -560,14 +629,16 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
                     bar.set_postfix_str(f"{scheme} {model_name} {j}")
                     slow = order[:j]
                     model = _straggler_model(model_name, slow, args) if j else None
+                    _settle(pool, args)
                     with CodedMatVec(A, code, pool, stragglers=model) as op:
+                        warm = [_round(op, x, y_ref) for _ in range(args.warmup)]
                         rounds = []
                         for _ in range(args.rounds):
                             rounds.append(_round(op, x, y_ref))
                             bar.update(1)
                     rows.append({"stragglers": j, "straggler_workers": slow, "beyond_tolerance": j > s,
                                  "model": repr(model) if model else "none", **_summarise(rounds),
-                                 "rounds": rounds, "mode": mode})
+                                 "rounds": rounds, "warmup_rounds": warm, "mode": mode})
                 base = rows[0].get("completion_seconds_median")
                 for r in rows:
                     c = r.get("completion_seconds_median")
@@ -862,7 +933,10 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     slow = sorted(order[:j])
                     model = _straggler_model(model_name, slow, args) if j else None
+                    _settle(pool, args)
                     with CodedMatVec(A, code, pool, stragglers=model) as op:
+                        for _ in range(args.warmup):
+                            _round(op, x, y_ref)
                         rounds = []
                         for _ in range(args.rounds):
                             r = _round(op, x, y_ref)
