@@ -365,6 +365,7 @@ def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
                     "met": (first["ratios"].get("mds/sparse", 0) >= target) if target else None},
         "sweep": sweep,
         "mode": MODE_SIMULATED,
+        "kernel_threads": 1,
     }
 
 
@@ -474,7 +475,8 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
     return {"input": first["input"], "schemes": first["schemes"], "ratios": first["ratios"],
             "targets": {"mds-dense-arrays/sparse encode >= 100":
                         first["ratios"].get("mds-dense-arrays/sparse")},
-            "sweep": sweep, "mode": MODE_SIMULATED}
+            "sweep": sweep, "mode": MODE_SIMULATED,
+            "encode_threads": kernels.resolve_threads(None) if hasattr(kernels, "resolve_threads") else None}
 
 
 def plot_encode_time(result: dict[str, Any], path: str) -> None:
