@@ -1,8 +1,9 @@
-"""Job-level benchmarks: one coded ``A @ x`` round per scheme, and decoding with and without the cache.
+"""Job-level benchmarks: a coded ``A @ x`` round per scheme; decoding with and without the cache.
 
 Run (timings on; the test suite itself runs with ``--benchmark-disable``)::
 
-    pytest bench/test_bench_jobs.py --benchmark-enable --benchmark-group-by=group --benchmark-columns=median,iqr,rounds
+    pytest bench/test_bench_jobs.py --benchmark-enable --benchmark-group-by=group \
+        --benchmark-columns=median,iqr,rounds
 
 Every benchmark asserts that its result is right.  Rounds run on
 :class:`~sparsecoded.LocalPool` (real processes, delays really slept) when the
@@ -32,7 +33,10 @@ DELAY = 0.25  # seconds: far above a round, so waiting for a straggler shows
 M, C, DENSITY = 40_000, 20_000, 0.005
 
 HAVE_LOCALPOOL = importlib.util.find_spec("sparsecoded.localpool") is not None
-BACKENDS = ["inline", pytest.param("local", marks=pytest.mark.skipif(not HAVE_LOCALPOOL, reason="no LocalPool"))]
+BACKENDS = [
+    "inline",
+    pytest.param("local", marks=pytest.mark.skipif(not HAVE_LOCALPOOL, reason="no LocalPool")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +67,11 @@ def test_mv_round(benchmark, problem, scheme, stragglers, backend):
         y = benchmark(op, x)
         rep = op.report
         benchmark.extra_info.update(
-            weight=int(code.weight), mode=rep.mode, simulated_round_seconds=rep.round_seconds,
-            decode_seconds=rep.decode_seconds, answered=rep.answered,
+            weight=int(code.weight),
+            mode=rep.mode,
+            simulated_round_seconds=rep.round_seconds,
+            decode_seconds=rep.decode_seconds,
+            answered=rep.answered,
         )
     np.testing.assert_allclose(y, y_ref, rtol=1e-9, atol=1e-9 * np.abs(y_ref).max())
     if stragglers and scheme != "uncoded":

@@ -13,8 +13,29 @@ pytest.importorskip("tqdm")
 
 from sparsecoded.cli import main  # noqa: E402
 
-TINY = ["--size", "1200", "600", "--density", "0.02", "--no-progress", "--reps", "2", "--rounds", "1"]
-COMMON_KEYS = {"experiment", "command", "machine", "versions", "parameters", "seeds", "modes", "mode", "schemes"}
+TINY = [
+    "--size",
+    "1200",
+    "600",
+    "--density",
+    "0.02",
+    "--no-progress",
+    "--reps",
+    "2",
+    "--rounds",
+    "1",
+]
+COMMON_KEYS = {
+    "experiment",
+    "command",
+    "machine",
+    "versions",
+    "parameters",
+    "seeds",
+    "modes",
+    "mode",
+    "schemes",
+}
 
 
 def _run(tmp_path, name, *extra):
@@ -32,7 +53,16 @@ def _run(tmp_path, name, *extra):
 
 
 def test_worker_time_figures_are_consistent(tmp_path):
-    rec = _run(tmp_path, "worker-time", "--workers", "10", "--k", "8", "--schemes", "sparse,mds,polynomial,uncoded")
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--workers",
+        "10",
+        "--k",
+        "8",
+        "--schemes",
+        "sparse,mds,polynomial,uncoded",
+    )
     sch = rec["schemes"]
     # the maintainers' check reads exactly these keys
     for name in ("sparse", "mds", "polynomial", "uncoded"):
@@ -45,15 +75,27 @@ def test_worker_time_figures_are_consistent(tmp_path):
     # coded blocks hold about w times an uncoded block's nonzeros (density 2 %: little overlap)
     for name, w in (("sparse", 3), ("mds", 8)):
         assert 0.85 * w <= sch[name]["nnz_ratio_to_uncoded"] <= w
-    assert rec["nnz_ratios"]["mds/sparse"] == pytest.approx(sch["mds"]["nnz_median"] / sch["sparse"]["nnz_median"])
+    assert rec["nnz_ratios"]["mds/sparse"] == pytest.approx(
+        sch["mds"]["nnz_median"] / sch["sparse"]["nnz_median"]
+    )
     assert len(sch["sparse"]["worker_times"]) == 10
     assert len(rec["sweep"]) == 1
     assert rec["sweep"][0]["schemes"] == sch
 
 
 def test_worker_time_density_sweep(tmp_path):
-    rec = _run(tmp_path, "worker-time", "--workers", "6", "--k", "4", "--density", "0.01,0.05",
-               "--schemes", "sparse,mds")
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--workers",
+        "6",
+        "--k",
+        "4",
+        "--density",
+        "0.01,0.05",
+        "--schemes",
+        "sparse,mds",
+    )
     assert [p["requested_density"] for p in rec["sweep"]] == [0.01, 0.05]
     assert rec["schemes"] == rec["sweep"][0]["schemes"]
 
@@ -66,9 +108,20 @@ def test_encode_time(tmp_path):
 
 
 def test_completion_records_the_failure_beyond_s(tmp_path):
-    rec = _run(tmp_path, "completion", "--workers", "5", "--k", "3", "--delay", "0.2",
-               "--schemes", "sparse,uncoded")
-    assert rec["s"] == 2 and rec["counts"] == [0, 1, 2, 3]
+    rec = _run(
+        tmp_path,
+        "completion",
+        "--workers",
+        "5",
+        "--k",
+        "3",
+        "--delay",
+        "0.2",
+        "--schemes",
+        "sparse,uncoded",
+    )
+    assert rec["s"] == 2
+    assert rec["counts"] == [0, 1, 2, 3]
     crash = rec["schemes"]["sparse"]["models"]["crash"]
     assert [r["rounds_ok"] for r in crash] == [1, 1, 1, 0]
     assert "NotEnoughWorkers" in crash[3]["rounds"][0]["error_type"]
@@ -84,23 +137,39 @@ def test_stability(tmp_path):
     for scheme in ("sparse", "mds", "polynomial", "orthopoly"):
         rows = rec["schemes"][scheme]
         assert [r["workers"] for r in rows] == [6, 8]
-        assert all(r["worst_condition"] >= 1 and r["decode_rel_error_max"] < 1e-8 for r in rows)
+        assert all(r["worst_condition"] >= 1 for r in rows)
+        assert all(r["decode_rel_error_max"] < 1e-8 for r in rows)
 
 
 def test_iterative_matches_scipy(tmp_path):
-    rec = _run(tmp_path, "iterative", "--size", "600", "600", "--workers", "5", "--k", "3", "--iters", "4")
+    rec = _run(
+        tmp_path, "iterative", "--size", "600", "600", "--workers", "5", "--k", "3", "--iters", "4"
+    )
     for r in rec["schemes"].values():
-        assert r["iterations"] == 4 and r["failed"] is None
+        assert r["iterations"] == 4
+        assert r["failed"] is None
         assert r["max_iterate_difference_to_scipy"] < 1e-10
     assert rec["schemes"]["sparse"]["decode_cache_hits"] >= 1
 
 
 def test_heterogeneous(tmp_path):
-    rec = _run(tmp_path, "heterogeneous", "--workers", "4", "--capacities", "1,2,3,2", "--models", "fixed,crash",
-               "--delay", "0.1")
-    assert rec["capacities"] == [1, 2, 3, 2] and rec["virtual_workers"] == 8
+    rec = _run(
+        tmp_path,
+        "heterogeneous",
+        "--workers",
+        "4",
+        "--capacities",
+        "1,2,3,2",
+        "--models",
+        "fixed,crash",
+        "--delay",
+        "0.1",
+    )
+    assert rec["capacities"] == [1, 2, 3, 2]
+    assert rec["virtual_workers"] == 8
     crash = rec["schemes"]["sparse"]["models"]["crash"]
-    assert crash[-1]["beyond_tolerance"] and crash[-1]["rounds_ok"] == 0
+    assert crash[-1]["beyond_tolerance"]
+    assert crash[-1]["rounds_ok"] == 0
     assert all(r["rounds_ok"] == 1 for r in crash[:-1])
 
 
@@ -110,9 +179,23 @@ def test_matrix_file(tmp_path):
     import scipy.sparse as sp
 
     path = tmp_path / "m.mtx"
-    scipy.io.mmwrite(str(path), sp.random_array((300, 200), density=0.05, rng=np.random.default_rng(1)))
-    rec = _run(tmp_path, "worker-time", "--matrix", str(path), "--workers", "4", "--k", "3", "--schemes", "sparse")
-    assert rec["input"]["kind"] == "file" and rec["input"]["shape"] == [300, 200]
+    scipy.io.mmwrite(
+        str(path), sp.random_array((300, 200), density=0.05, rng=np.random.default_rng(1))
+    )
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--matrix",
+        str(path),
+        "--workers",
+        "4",
+        "--k",
+        "3",
+        "--schemes",
+        "sparse",
+    )
+    assert rec["input"]["kind"] == "file"
+    assert rec["input"]["shape"] == [300, 200]
 
 
 def test_bad_input_is_one_line_error(tmp_path, capsys):
@@ -121,8 +204,21 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
 
 
 def test_worker_time_matrix_matrix(tmp_path):
-    rec = _run(tmp_path, "worker-time", "--size", "400", "300", "--workers", "8", "--ka", "2", "--kb", "3",
-               "--schemes", "sparse,mds,rkrp")
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--size",
+        "400",
+        "300",
+        "--workers",
+        "8",
+        "--ka",
+        "2",
+        "--kb",
+        "3",
+        "--schemes",
+        "sparse,mds,rkrp",
+    )
     assert rec["operation"] == "matmat"
     sparse, mds = rec["schemes"]["sparse"], rec["schemes"]["mds"]
     assert (mds["weight_a"], mds["weight_b"]) == (2, 3)

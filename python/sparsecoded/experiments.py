@@ -116,18 +116,31 @@ def versions() -> dict[str, Any]:
         with contextlib.suppress(Exception):
             out[name] = __import__(name).__version__
     with contextlib.suppress(Exception):
-        out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        ).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or None
+        )
     return out
 
 
 def _progress(args: argparse.Namespace, total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="step", disable=args.no_progress, leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="step",
+        disable=args.no_progress,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -154,21 +167,37 @@ def random_matrix(m: int, c: int, density: float, seed: int) -> sp.csr_array:
     if not 0.0 < density <= 1.0:
         raise ValueError(f"--density must be in (0, 1], got {density}")
     rng = np.random.default_rng(seed)
-    A = sp.random_array((m, c), density=density, format="csr", rng=rng, data_sampler=rng.standard_normal)
+    A = sp.random_array(
+        (m, c), density=density, format="csr", rng=rng, data_sampler=rng.standard_normal
+    )
     return sp.csr_array(A)
 
 
 def matrix_input(args: argparse.Namespace, density: float) -> MatrixInput:
     if args.matrix:
         A = load_matrix(args.matrix)
-        meta = {"kind": "file", "file": str(args.matrix), "name": Path(args.matrix).name.split(".")[0]}
+        meta = {
+            "kind": "file",
+            "file": str(args.matrix),
+            "name": Path(args.matrix).name.split(".")[0],
+        }
     else:
         m, c = args.size
         A = random_matrix(m, c, density, args.seed)
-        meta = {"kind": "random", "seed": args.seed, "requested_density": density,
-                "values": "standard normal", "pattern": "uniform (scipy.sparse.random_array)"}
-    meta.update({"shape": list(A.shape), "nnz": int(A.nnz),
-                 "density": A.nnz / max(1, A.shape[0] * A.shape[1])})
+        meta = {
+            "kind": "random",
+            "seed": args.seed,
+            "requested_density": density,
+            "values": "standard normal",
+            "pattern": "uniform (scipy.sparse.random_array)",
+        }
+    meta.update(
+        {
+            "shape": list(A.shape),
+            "nnz": int(A.nnz),
+            "density": A.nnz / max(1, A.shape[0] * A.shape[1]),
+        }
+    )
     return MatrixInput(A, meta)
 
 
@@ -197,8 +226,9 @@ def _block_rows(A: sp.csr_array, k: int) -> int:
     return -(-A.shape[0] // k)
 
 
-def measure_workers(A: sp.csr_array, code: Any, x: np.ndarray, reps: int,
-                    tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure_workers(
+    A: sp.csr_array, code: Any, x: np.ndarray, reps: int, tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Build each worker's coded block(s) and time its product, one worker at a time.
 
     Blocks are built one device at a time and dropped after timing, so even
@@ -230,7 +260,7 @@ def measure_workers(A: sp.csr_array, code: Any, x: np.ndarray, reps: int,
         if tick:
             tick()
     active = [t for t in times if t is not None]
-    active_nnz = [z for z, t in zip(nnz, times) if t is not None]
+    active_nnz = [z for z, t in zip(nnz, times, strict=True) if t is not None]
     return {
         "scheme": getattr(code, "scheme", "custom"),
         "weight": int(code.weight),
@@ -248,8 +278,9 @@ def measure_workers(A: sp.csr_array, code: Any, x: np.ndarray, reps: int,
     }
 
 
-def measure_workers_mm(A: sp.csr_array, B: sp.csr_array, code: Any, reps: int,
-                       tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def measure_workers_mm(
+    A: sp.csr_array, B: sp.csr_array, code: Any, reps: int, tick: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """Matrix-matrix version of :func:`measure_workers`: each worker's ``Ã_i @ B̃_i``."""
     Ea, Eb = sp.csr_array(code.encoding_a), sp.csr_array(code.encoding_b)
     wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
@@ -274,17 +305,23 @@ def measure_workers_mm(A: sp.csr_array, B: sp.csr_array, code: Any, reps: int,
         if tick:
             tick()
     active = [t for t in times if t is not None]
-    active_nnz = [z for z, t in zip(nnz, times) if t is not None]
+    active_nnz = [z for z, t in zip(nnz, times, strict=True) if t is not None]
     return {
         "scheme": getattr(code, "scheme", "custom"),
         "weight": int(code.weight_a) * int(code.weight_b),
-        "weight_a": int(code.weight_a), "weight_b": int(code.weight_b),
+        "weight_a": int(code.weight_a),
+        "weight_b": int(code.weight_b),
         "stragglers": int(code.stragglers),
         "workers_with_work": len(active),
         "worker_time_median": statistics.median(active),
-        "worker_time_min": min(active), "worker_time_max": max(active),
-        "worker_times": times, "worker_nnz": nnz, "worker_output_nnz": out_nnz,
-        "nnz_median": statistics.median(active_nnz), "reps": reps, "mode": MODE_SIMULATED,
+        "worker_time_min": min(active),
+        "worker_time_max": max(active),
+        "worker_times": times,
+        "worker_nnz": nnz,
+        "worker_output_nnz": out_nnz,
+        "nnz_median": statistics.median(active_nnz),
+        "reps": reps,
+        "mode": MODE_SIMULATED,
     }
 
 
@@ -313,8 +350,11 @@ def _worker_time_point(A: sp.csr_array, n: int, k: int, schemes: Sequence[str], 
 def _mv_ratios(schemes: dict[str, Any], key: str, ours: str = "sparse") -> dict[str, float]:
     if ours not in schemes:
         return {}
-    return {f"{name}/{ours}": schemes[name][key] / schemes[ours][key]
-            for name in schemes if name != ours and schemes[ours][key] > 0}
+    return {
+        f"{name}/{ours}": schemes[name][key] / schemes[ours][key]
+        for name in schemes
+        if name != ours and schemes[ours][key] > 0
+    }
 
 
 def _mm_partner(A: sp.csr_array, args: argparse.Namespace) -> sp.csr_array:
@@ -345,12 +385,18 @@ def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
                 cache[d] = matrix_input(args, d)
             inp = cache[d]
             res = _worker_time_point(inp.A, n, k, schemes, args, bar)
-            sweep.append({
-                "density": inp.meta["density"], "requested_density": None if math.isnan(d) else d,
-                "workers": n, "k": k, "input": inp.meta, "schemes": res,
-                "ratios": _mv_ratios(res, "worker_time_median"),
-                "nnz_ratios": _mv_ratios(res, "nnz_median"),
-            })
+            sweep.append(
+                {
+                    "density": inp.meta["density"],
+                    "requested_density": None if math.isnan(d) else d,
+                    "workers": n,
+                    "k": k,
+                    "input": inp.meta,
+                    "schemes": res,
+                    "ratios": _mv_ratios(res, "worker_time_median"),
+                    "nnz_ratios": _mv_ratios(res, "nnz_median"),
+                }
+            )
     first = sweep[0]
     w_sparse = first["schemes"].get("sparse", {}).get("weight")
     target = 0.8 * first["k"] / w_sparse if w_sparse else None
@@ -361,8 +407,10 @@ def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
         "schemes": first["schemes"],
         "ratios": first["ratios"],
         "nnz_ratios": first["nnz_ratios"],
-        "targets": {"mds/sparse worker time >= 0.8 k / w": target,
-                    "met": (first["ratios"].get("mds/sparse", 0) >= target) if target else None},
+        "targets": {
+            "mds/sparse worker time >= 0.8 k / w": target,
+            "met": (first["ratios"].get("mds/sparse", 0) >= target) if target else None,
+        },
         "sweep": sweep,
         "mode": MODE_SIMULATED,
         "kernel_threads": 1,
@@ -379,8 +427,13 @@ def plot_worker_time(result: dict[str, Any], path: str) -> None:
     names = list(sch)
     for i, name in enumerate(names):
         ts = [t * 1e3 for t in sch[name]["worker_times"] if t is not None]
-        ax.bar(i, sch[name]["worker_time_median"] * 1e3, color=f"C{i}", alpha=0.35,
-               label=f"{name} (w={sch[name]['weight']}), median")
+        ax.bar(
+            i,
+            sch[name]["worker_time_median"] * 1e3,
+            color=f"C{i}",
+            alpha=0.35,
+            label=f"{name} (w={sch[name]['weight']}), median",
+        )
         ax.scatter(np.full(len(ts), i) + np.linspace(-0.15, 0.15, len(ts)), ts, s=8, color=f"C{i}")
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("worker compute per A @ x (ms)")
@@ -389,7 +442,11 @@ def plot_worker_time(result: dict[str, Any], path: str) -> None:
     ax.legend(fontsize=8)
     if multi:
         ax = axes[0][1]
-        xs_key = "density" if len({q["density"] for q in sweep}) > 1 else ("k" if len({q["k"] for q in sweep}) > 1 else "workers")
+        xs_key = (
+            "density"
+            if len({q["density"] for q in sweep}) > 1
+            else ("k" if len({q["k"] for q in sweep}) > 1 else "workers")
+        )
         for name in names:
             if name == "sparse":
                 continue
@@ -422,7 +479,7 @@ def _dense_mds_build(A: sp.csr_array, E: sp.csr_array, rows: Sequence[int]) -> f
     t0 = time.perf_counter()
     dense = np.zeros((k, b, A.shape[1]))
     for j in range(k):
-        blk = A[j * b: (j + 1) * b].toarray()
+        blk = A[j * b : (j + 1) * b].toarray()
         dense[j, : blk.shape[0]] = blk
     for r in rows:
         np.tensordot(Ed[r], dense, axes=(0, 0))
@@ -435,7 +492,9 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly,uncoded")
     points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
     sweep = []
-    with _progress(args, len(points) * (len(schemes) + (0 if args.no_dense else 1)), "encode-time") as bar:
+    with _progress(
+        args, len(points) * (len(schemes) + (0 if args.no_dense else 1)), "encode-time"
+    ) as bar:
         for d, n, k in points:
             inp = matrix_input(args, d)
             A = inp.A
@@ -451,9 +510,14 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
                     samples.append(time.perf_counter() - t0)
                     nnz = int(sum(b.nnz for b in blocks))
                     del blocks
-                res[scheme] = {"weight": int(code.weight), "encode_seconds": statistics.median(samples),
-                               "encode_samples": samples, "coded_nnz": nnz,
-                               "nnz_ratio_to_A": nnz / max(1, A.nnz), "mode": MODE_SIMULATED}
+                res[scheme] = {
+                    "weight": int(code.weight),
+                    "encode_seconds": statistics.median(samples),
+                    "encode_samples": samples,
+                    "coded_nnz": nnz,
+                    "nnz_ratio_to_A": nnz / max(1, A.nnz),
+                    "mode": MODE_SIMULATED,
+                }
                 bar.update(1)
             if not args.no_dense:
                 bar.set_postfix_str(f"n={n} k={k} dense arrays")
@@ -461,22 +525,46 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
                 b = _block_rows(A, k)
                 bytes_needed = 8 * k * b * A.shape[1]
                 if bytes_needed > args.dense_limit_mb * 2**20:
-                    res["mds-dense-arrays"] = {"skipped": f"needs {bytes_needed / 2**20:.0f} MiB of dense blocks, "
-                                               f"over --dense-limit-mb {args.dense_limit_mb}"}
+                    res["mds-dense-arrays"] = {
+                        "skipped": f"needs {bytes_needed / 2**20:.0f} MiB of dense blocks, "
+                        f"over --dense-limit-mb {args.dense_limit_mb}"
+                    }
                 else:
                     secs = _dense_mds_build(A, sp.csr_array(code.encoding), range(n))
-                    res["mds-dense-arrays"] = {"weight": k, "encode_seconds": secs, "mode": MODE_SIMULATED,
-                                               "how": "blocks densified, mixed with numpy (BLAS)"}
+                    res["mds-dense-arrays"] = {
+                        "weight": k,
+                        "encode_seconds": secs,
+                        "mode": MODE_SIMULATED,
+                        "how": "blocks densified, mixed with numpy (BLAS)",
+                    }
                 bar.update(1)
-            ratios = _mv_ratios({s: r for s, r in res.items() if "encode_seconds" in r}, "encode_seconds")
-            sweep.append({"density": inp.meta["density"], "workers": n, "k": k, "input": inp.meta,
-                          "schemes": res, "ratios": ratios})
+            ratios = _mv_ratios(
+                {s: r for s, r in res.items() if "encode_seconds" in r}, "encode_seconds"
+            )
+            sweep.append(
+                {
+                    "density": inp.meta["density"],
+                    "workers": n,
+                    "k": k,
+                    "input": inp.meta,
+                    "schemes": res,
+                    "ratios": ratios,
+                }
+            )
     first = sweep[0]
-    return {"input": first["input"], "schemes": first["schemes"], "ratios": first["ratios"],
-            "targets": {"mds-dense-arrays/sparse encode >= 100":
-                        first["ratios"].get("mds-dense-arrays/sparse")},
-            "sweep": sweep, "mode": MODE_SIMULATED,
-            "encode_threads": kernels.resolve_threads(None) if hasattr(kernels, "resolve_threads") else None}
+    return {
+        "input": first["input"],
+        "schemes": first["schemes"],
+        "ratios": first["ratios"],
+        "targets": {
+            "mds-dense-arrays/sparse encode >= 100": first["ratios"].get("mds-dense-arrays/sparse")
+        },
+        "sweep": sweep,
+        "mode": MODE_SIMULATED,
+        "encode_threads": kernels.resolve_threads(None)
+        if hasattr(kernels, "resolve_threads")
+        else None,
+    }
 
 
 def plot_encode_time(result: dict[str, Any], path: str) -> None:
@@ -518,8 +606,12 @@ def open_pool(args: argparse.Namespace, n: int) -> Iterator[tuple[Any, str, str]
 
         from . import DaskPool
 
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
-                Client(cl) as client:
+        with (
+            LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cl,
+            Client(cl) as client,
+        ):
             pool = DaskPool(client, timeout=args.timeout)
             try:
                 yield pool, MODE_LIVE, "DaskPool(LocalCluster)"
@@ -553,18 +645,32 @@ def _round(op: Any, x: np.ndarray, y_ref: np.ndarray) -> dict[str, Any]:
     try:
         y = op @ x
     except NotEnoughWorkers as exc:
-        return {"ok": False, "error": str(exc), "error_type": type(exc).__name__,
-                "wall_seconds": time.perf_counter() - t0}
+        return {
+            "ok": False,
+            "error": str(exc),
+            "error_type": type(exc).__name__,
+            "wall_seconds": time.perf_counter() - t0,
+        }
     wall = time.perf_counter() - t0
     rep = op.report
     err = float(np.linalg.norm(y - y_ref) / max(np.linalg.norm(y_ref), 1e-300))
     completion = rep.round_seconds + rep.decode_seconds
-    return {"ok": True, "round_seconds": rep.round_seconds, "decode_seconds": rep.decode_seconds,
-            "completion_seconds": completion, "wall_seconds": wall,
-            "decode_share": rep.decode_seconds / completion if completion > 0 else 0.0,
-            "rel_error": err, "answered": list(rep.answered), "cancelled": list(rep.cancelled),
-            "dead": list(rep.dead), "condition": rep.condition, "decode_cached": rep.decode_cached,
-            "compute_seconds": {str(k): v for k, v in rep.compute_seconds.items()}, "mode": rep.mode}
+    return {
+        "ok": True,
+        "round_seconds": rep.round_seconds,
+        "decode_seconds": rep.decode_seconds,
+        "completion_seconds": completion,
+        "wall_seconds": wall,
+        "decode_share": rep.decode_seconds / completion if completion > 0 else 0.0,
+        "rel_error": err,
+        "answered": list(rep.answered),
+        "cancelled": list(rep.cancelled),
+        "dead": list(rep.dead),
+        "condition": rep.condition,
+        "decode_cached": rep.decode_cached,
+        "compute_seconds": {str(k): v for k, v in rep.compute_seconds.items()},
+        "mode": rep.mode,
+    }
 
 
 def _summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -587,7 +693,9 @@ def _straggler_model(kind: str, workers: Sequence[int], args: argparse.Namespace
     if kind == "fixed":
         return FixedDelay(workers=workers, seconds=args.delay)
     if kind == "shiftexp":
-        return _OnWorkers(ShiftedExponential(shift=args.delay, scale=args.delay / 2, seed=args.seed), workers)
+        return _OnWorkers(
+            ShiftedExponential(shift=args.delay, scale=args.delay / 2, seed=args.seed), workers
+        )
     if kind == "crash":
         return Crash(workers=workers)
     raise ValueError(f"unknown straggler model {kind!r}, expected fixed, shiftexp or crash")
@@ -638,51 +746,90 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
                         for _ in range(args.rounds):
                             rounds.append(_round(op, x, y_ref))
                             bar.update(1)
-                    rows.append({"stragglers": j, "straggler_workers": slow, "beyond_tolerance": j > s,
-                                 "model": repr(model) if model else "none", **_summarise(rounds),
-                                 "rounds": rounds, "warmup_rounds": warm, "mode": mode})
+                    rows.append(
+                        {
+                            "stragglers": j,
+                            "straggler_workers": slow,
+                            "beyond_tolerance": j > s,
+                            "model": repr(model) if model else "none",
+                            **_summarise(rounds),
+                            "rounds": rounds,
+                            "warmup_rounds": warm,
+                            "mode": mode,
+                        }
+                    )
                 base = rows[0].get("completion_seconds_median")
                 for r in rows:
                     c = r.get("completion_seconds_median")
                     r["ratio_to_no_stragglers"] = c / base if (c is not None and base) else None
                 per_model[model_name] = rows
-            results[scheme] = {"weight": int(code.weight), "stragglers_tolerated": int(code.stragglers),
-                               "models": per_model}
+            results[scheme] = {
+                "weight": int(code.weight),
+                "stragglers_tolerated": int(code.stragglers),
+                "models": per_model,
+            }
     headline: dict[str, Any] = {}
     if "sparse" in results:
         for model_name, rows in results["sparse"]["models"].items():
             at_s = rows[min(s, len(rows) - 1)]
-            headline[model_name] = {"ratio_at_s": at_s["ratio_to_no_stragglers"],
-                                    "decode_share_at_s": at_s.get("decode_share_median")}
-    return {"input": inp.meta, "workers": n, "k": k, "s": s, "counts": counts, "models": models,
-            "delay_seconds": args.delay, "backend": backend, "mode": mode, "schemes": results,
-            "targets": {"completion with s stragglers <= 1.2 x no-straggler (sparse)": headline,
-                        "decode share of a round <= 0.05": headline}}
+            headline[model_name] = {
+                "ratio_at_s": at_s["ratio_to_no_stragglers"],
+                "decode_share_at_s": at_s.get("decode_share_median"),
+            }
+    return {
+        "input": inp.meta,
+        "workers": n,
+        "k": k,
+        "s": s,
+        "counts": counts,
+        "models": models,
+        "delay_seconds": args.delay,
+        "backend": backend,
+        "mode": mode,
+        "schemes": results,
+        "targets": {
+            "completion with s stragglers <= 1.2 x no-straggler (sparse)": headline,
+            "decode share of a round <= 0.05": headline,
+        },
+    }
 
 
 def plot_completion(result: dict[str, Any], path: str) -> None:
     plt = _pyplot()
     models = result["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
-    for ax, model_name in zip(axes[0], models):
+    for ax, model_name in zip(axes[0], models, strict=True):
         for i, (scheme, r) in enumerate(result["schemes"].items()):
             rows = r["models"][model_name]
             xs = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is not None]
-            ys = [q["completion_seconds_median"] * 1e3 for q in rows if q.get("completion_seconds_median") is not None]
+            ys = [
+                q["completion_seconds_median"] * 1e3
+                for q in rows
+                if q.get("completion_seconds_median") is not None
+            ]
             ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme} (w={r['weight']})")
             fails = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is None]
             for f in fails:
                 ax.axvline(f, color=f"C{i}", ls=":", lw=1)
-                ax.annotate("fails", (f, 0), xytext=(2, 4 + 10 * i), textcoords="offset points",
-                            color=f"C{i}", fontsize=7)
+                ax.annotate(
+                    "fails",
+                    (f, 0),
+                    xytext=(2, 4 + 10 * i),
+                    textcoords="offset points",
+                    color=f"C{i}",
+                    fontsize=7,
+                )
         ax.axvline(result["s"] + 0.5, color="gray", lw=0.8, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel("stragglers")
         ax.set_title(model_name, fontsize=10)
         ax.set_ylabel("completion time (ms, log)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Completion, n={result['workers']}, k={result['k']} (s={result['s']}), mode {result['mode']}",
-                 fontsize=11)
+    fig.suptitle(
+        f"Completion, n={result['workers']}, k={result['k']} (s={result['s']}), "
+        f"mode {result['mode']}",
+        fontsize=11,
+    )
     _save(fig, path)
 
 
@@ -718,24 +865,47 @@ def run_stability(args: argparse.Namespace) -> dict[str, Any]:
                     for t in range(args.trials):
                         dead = np.random.default_rng([args.seed, n, t]).choice(n, s, replace=False)
                         # huge max_condition: measure the error of the system actually solved
-                        with CodedMatVec(A, code, pool, stragglers=Crash(workers=dead.tolist()),
-                                         max_condition=np.inf) as op:
+                        with CodedMatVec(
+                            A,
+                            code,
+                            pool,
+                            stragglers=Crash(workers=dead.tolist()),
+                            max_condition=np.inf,
+                        ) as op:
                             y = op @ x
                             errs.append(float(np.linalg.norm(y - y_ref) / np.linalg.norm(y_ref)))
                             conds.append(float(op.report.condition))
-                rows_out.append({"workers": n, "k": k, "s": s, "scheme": scheme, "weight": int(code.weight),
-                                 "worst_condition": float(cert.worst_condition),
-                                 "certificate_method": cert.method, "straggler_optimal": bool(cert.straggler_optimal),
-                                 "subsets_checked": int(cert.subsets_checked), "certify_seconds": cert_s,
-                                 "decode_rel_error_max": max(errs), "decode_rel_error_median": statistics.median(errs),
-                                 "decode_condition_max": max(conds), "trials": args.trials,
-                                 "mode": MODE_SIMULATED})
+                rows_out.append(
+                    {
+                        "workers": n,
+                        "k": k,
+                        "s": s,
+                        "scheme": scheme,
+                        "weight": int(code.weight),
+                        "worst_condition": float(cert.worst_condition),
+                        "certificate_method": cert.method,
+                        "straggler_optimal": bool(cert.straggler_optimal),
+                        "subsets_checked": int(cert.subsets_checked),
+                        "certify_seconds": cert_s,
+                        "decode_rel_error_max": max(errs),
+                        "decode_rel_error_median": statistics.median(errs),
+                        "decode_condition_max": max(conds),
+                        "trials": args.trials,
+                        "mode": MODE_SIMULATED,
+                    }
+                )
                 bar.update(1)
     by_scheme: dict[str, Any] = {}
     for r in rows_out:
         by_scheme.setdefault(r["scheme"], []).append(r)
-    return {"stragglers": s, "matrix_size": [m, c], "density": _floats(args.density)[0],
-            "schemes": by_scheme, "rows": rows_out, "mode": MODE_SIMULATED}
+    return {
+        "stragglers": s,
+        "matrix_size": [m, c],
+        "density": _floats(args.density)[0],
+        "schemes": by_scheme,
+        "rows": rows_out,
+        "mode": MODE_SIMULATED,
+    }
 
 
 def plot_stability(result: dict[str, Any], path: str) -> None:
@@ -744,7 +914,13 @@ def plot_stability(result: dict[str, Any], path: str) -> None:
     for i, (scheme, rows) in enumerate(result["schemes"].items()):
         ns = [r["workers"] for r in rows]
         a1.semilogy(ns, [r["worst_condition"] for r in rows], "o-", color=f"C{i}", label=scheme)
-        a2.semilogy(ns, [max(r["decode_rel_error_max"], 1e-17) for r in rows], "o-", color=f"C{i}", label=scheme)
+        a2.semilogy(
+            ns,
+            [max(r["decode_rel_error_max"], 1e-17) for r in rows],
+            "o-",
+            color=f"C{i}",
+            label=scheme,
+        )
     a1.set_xlabel("workers n")
     a1.set_ylabel("worst-case condition number")
     a2.set_xlabel("workers n")
@@ -789,7 +965,9 @@ def run_iterative(args: argparse.Namespace) -> dict[str, Any]:
             if (A - A.T).count_nonzero() == 0:
                 lam_true = float(spla.eigsh(A, k=1, which="LM", return_eigenvectors=False)[0])
             else:
-                lam_true = float(np.abs(spla.eigs(A, k=1, which="LM", return_eigenvectors=False)[0]))
+                lam_true = float(
+                    np.abs(spla.eigs(A, k=1, which="LM", return_eigenvectors=False)[0])
+                )
         except Exception:  # noqa: BLE001 - ARPACK may not converge; the comparison then uses the iterates only
             lam_true = None
     else:
@@ -797,7 +975,10 @@ def run_iterative(args: argparse.Namespace) -> dict[str, Any]:
     slow = _straggler_order(n, k, args.seed)[: args.stragglers or 0]
     model = _straggler_model(args.models.split(",")[0], slow, args) if slow else None
     results: dict[str, Any] = {}
-    with open_pool(args, n) as (pool, mode, backend), _progress(args, len(schemes) * args.iters, "iterative") as bar:
+    with (
+        open_pool(args, n) as (pool, mode, backend),
+        _progress(args, len(schemes) * args.iters, "iterative") as bar,
+    ):
         for scheme in schemes:
             code = _design(n, k, scheme, args.seed)
             bar.set_postfix_str(scheme)
@@ -824,27 +1005,46 @@ def run_iterative(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - a failed iteration is a result, recorded
                 failed = f"{type(exc).__name__}: {exc}"
             finally:
-                encode = sum(op.report.encode_seconds + op.report.place_seconds for op in ops if op.report)
+                encode = sum(
+                    op.report.encode_seconds + op.report.place_seconds for op in ops if op.report
+                )
                 for op in ops:
                     op.close()
             t_iter = [p["completion_seconds"] for p in per_iter]
             results[scheme] = {
-                "weight": int(code.weight), "iterations": len(per_iter), "failed": failed,
+                "weight": int(code.weight),
+                "iterations": len(per_iter),
+                "failed": failed,
                 "setup_seconds": encode,
                 "iteration_seconds_median": statistics.median(t_iter) if t_iter else None,
-                "per_iteration": per_iter, "eigenvalue_estimates": lams,
+                "per_iteration": per_iter,
+                "eigenvalue_estimates": lams,
                 "max_iterate_difference_to_scipy": max(diffs) if diffs else None,
                 "final_eigenvalue": lams[-1] if lams else None,
-                "eigenvalue_rel_error_to_scipy_iteration": abs(lams[-1] - lam_ref_iter[-1]) / abs(lam_ref_iter[-1])
-                if lams else None,
-                "decode_cache_hits": cached, "rounds": len(per_iter) * len(ops), "mode": mode,
+                "eigenvalue_rel_error_to_scipy_iteration": abs(lams[-1] - lam_ref_iter[-1])
+                / abs(lam_ref_iter[-1])
+                if lams
+                else None,
+                "decode_cache_hits": cached,
+                "rounds": len(per_iter) * len(ops),
+                "mode": mode,
             }
-    return {"input": inp.meta, "workers": n, "k": k, "iteration": "power iteration on " + ("A" if square else "A^T A"),
-            "iters": args.iters, "stragglers": slow, "straggler_model": repr(model) if model else "none",
-            "backend": backend, "mode": mode, "scipy_iteration_seconds": scipy_iter_seconds,
-            "scipy_eigenvalue_estimates": lam_ref_iter, "reference_eigenvalue": lam_true,
-            "reference": "scipy.sparse.linalg eigsh/eigs (square) or svds^2 (rectangular)",
-            "schemes": results}
+    return {
+        "input": inp.meta,
+        "workers": n,
+        "k": k,
+        "iteration": "power iteration on " + ("A" if square else "A^T A"),
+        "iters": args.iters,
+        "stragglers": slow,
+        "straggler_model": repr(model) if model else "none",
+        "backend": backend,
+        "mode": mode,
+        "scipy_iteration_seconds": scipy_iter_seconds,
+        "scipy_eigenvalue_estimates": lam_ref_iter,
+        "reference_eigenvalue": lam_true,
+        "reference": "scipy.sparse.linalg eigsh/eigs (square) or svds^2 (rectangular)",
+        "schemes": results,
+    }
 
 
 def plot_iterative(result: dict[str, Any], path: str) -> None:
@@ -852,23 +1052,42 @@ def plot_iterative(result: dict[str, Any], path: str) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     ref = result["reference_eigenvalue"] or result["scipy_eigenvalue_estimates"][-1]
     it = np.arange(1, len(result["scipy_eigenvalue_estimates"]) + 1)
-    a1.semilogy(it, np.abs(np.array(result["scipy_eigenvalue_estimates"]) - ref) / abs(ref) + 1e-17,
-                "k-", lw=3, alpha=0.4, label="scipy A @ x")
+    a1.semilogy(
+        it,
+        np.abs(np.array(result["scipy_eigenvalue_estimates"]) - ref) / abs(ref) + 1e-17,
+        "k-",
+        lw=3,
+        alpha=0.4,
+        label="scipy A @ x",
+    )
     for i, (scheme, r) in enumerate(result["schemes"].items()):
         lams = np.array(r["eigenvalue_estimates"])
         if len(lams):
-            a1.semilogy(np.arange(1, len(lams) + 1), np.abs(lams - ref) / abs(ref) + 1e-17, "--",
-                        color=f"C{i}", label=scheme)
-            a2.plot(np.arange(1, len(lams) + 1), [p["completion_seconds"] * 1e3 for p in r["per_iteration"]],
-                    ".-", color=f"C{i}", label=scheme)
+            a1.semilogy(
+                np.arange(1, len(lams) + 1),
+                np.abs(lams - ref) / abs(ref) + 1e-17,
+                "--",
+                color=f"C{i}",
+                label=scheme,
+            )
+            a2.plot(
+                np.arange(1, len(lams) + 1),
+                [p["completion_seconds"] * 1e3 for p in r["per_iteration"]],
+                ".-",
+                color=f"C{i}",
+                label=scheme,
+            )
     a1.set_xlabel("iteration")
     a1.set_ylabel("eigenvalue relative error")
     a1.legend(fontsize=8)
     a2.set_xlabel("iteration")
     a2.set_ylabel(f"iteration time (ms, {result['mode']})")
     a2.legend(fontsize=8)
-    fig.suptitle(f"Power iteration on {result['input'].get('name', 'random')} {tuple(result['input']['shape'])}",
-                 fontsize=11)
+    fig.suptitle(
+        f"Power iteration on {result['input'].get('name', 'random')} "
+        f"{tuple(result['input']['shape'])}",
+        fontsize=11,
+    )
     _save(fig, path)
 
 
@@ -894,9 +1113,15 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
     n = _ints(args.workers or "6")[0]
     caps = _ints(args.capacities) if args.capacities else [1 + (i % 3) for i in range(n)]
     if len(caps) != n:
-        raise ValueError(f"--capacities has {len(caps)} entries, expected one per worker (--workers {n})")
+        raise ValueError(
+            f"--capacities has {len(caps)} entries, expected one per worker (--workers {n})"
+        )
     total = sum(caps)
-    k = _ints(args.k)[0] if args.k else total - max(caps) * (args.stragglers if args.stragglers is not None else 1)
+    k = (
+        _ints(args.k)[0]
+        if args.k
+        else total - max(caps) * (args.stragglers if args.stragglers is not None else 1)
+    )
     sparse_code = _design(n, k, "sparse", args.seed, capacities=caps)
     owner = np.asarray(sparse_code.owner)
     N = sparse_code.encoding.shape[0]
@@ -904,11 +1129,20 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
     codes: dict[str, Any] = {"sparse": sparse_code}
     schemes = _schemes(args, "sparse,mds,uncoded")
     if "mds" in schemes:
-        codes["mds"] = _RowCode(sp.csr_array(rng.standard_normal((N, k))), owner, n, k, k,
-                                int(sparse_code.stragglers), "mds")
+        codes["mds"] = _RowCode(
+            sp.csr_array(rng.standard_normal((N, k))),
+            owner,
+            n,
+            k,
+            k,
+            int(sparse_code.stragglers),
+            "mds",
+        )
     if "uncoded" in schemes:
         # each device stores its share of the k blocks, no redundancy
-        E = sp.csr_array((np.ones(min(N, k)), (np.arange(min(N, k)), np.arange(min(N, k)))), shape=(N, k))
+        E = sp.csr_array(
+            (np.ones(min(N, k)), (np.arange(min(N, k)), np.arange(min(N, k)))), shape=(N, k)
+        )
         codes["uncoded"] = _RowCode(E, owner, n, k, 1, 0, "uncoded")
     codes = {s: c for s, c in codes.items() if s in schemes}
     inp = matrix_input(args, _floats(args.density)[0] if not args.matrix else float("nan"))
@@ -923,7 +1157,10 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
     counts = list(range(0, s_dev + 2))
     results: dict[str, Any] = {}
     steps = len(codes) * len(models) * len(counts) * args.rounds
-    with open_pool(args, n) as (pool, mode, backend), _progress(args, steps, "heterogeneous") as bar:
+    with (
+        open_pool(args, n) as (pool, mode, backend),
+        _progress(args, steps, "heterogeneous") as bar,
+    ):
         for scheme, code in codes.items():
             per_model: dict[str, Any] = {}
             for model_name in models:
@@ -948,17 +1185,41 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
                             bar.update(1)
                     summary = _summarise(rounds)
                     ok = [r for r in rounds if r["ok"]]
-                    summary["results_from_partial_devices"] = max((r["results_from_partial_devices"] for r in ok),
-                                                                  default=0)
-                    rows.append({"stragglers": j, "straggler_devices": slow, "beyond_tolerance": j > s_dev,
-                                 "model": repr(model) if model else "none", **summary, "rounds": rounds,
-                                 "mode": mode})
+                    summary["results_from_partial_devices"] = max(
+                        (r["results_from_partial_devices"] for r in ok), default=0
+                    )
+                    rows.append(
+                        {
+                            "stragglers": j,
+                            "straggler_devices": slow,
+                            "beyond_tolerance": j > s_dev,
+                            "model": repr(model) if model else "none",
+                            **summary,
+                            "rounds": rounds,
+                            "mode": mode,
+                        }
+                    )
                 per_model[model_name] = rows
-            results[scheme] = {"weight": int(code.weight), "stragglers_tolerated": int(code.stragglers),
-                               "coded_blocks": int(code.encoding.shape[0]), "models": per_model}
-    return {"input": inp.meta, "workers": n, "capacities": caps, "k": k, "s_devices": s_dev,
-            "virtual_workers": N, "owner": owner.tolist(), "models": models, "counts": counts,
-            "backend": backend, "mode": mode, "schemes": results}
+            results[scheme] = {
+                "weight": int(code.weight),
+                "stragglers_tolerated": int(code.stragglers),
+                "coded_blocks": int(code.encoding.shape[0]),
+                "models": per_model,
+            }
+    return {
+        "input": inp.meta,
+        "workers": n,
+        "capacities": caps,
+        "k": k,
+        "s_devices": s_dev,
+        "virtual_workers": N,
+        "owner": owner.tolist(),
+        "models": models,
+        "counts": counts,
+        "backend": backend,
+        "mode": mode,
+        "schemes": results,
+    }
 
 
 def _partial_work(op: Any, owner: np.ndarray, caps: Sequence[int]) -> dict[str, Any]:
@@ -968,20 +1229,26 @@ def _partial_work(op: Any, owner: np.ndarray, caps: Sequence[int]) -> dict[str, 
     for r in used:
         per_dev[int(owner[r])] = per_dev.get(int(owner[r]), 0) + 1
     partial = {d: c for d, c in per_dev.items() if c < caps[d]}
-    return {"results_used_per_device": {str(d): c for d, c in sorted(per_dev.items())},
-            "partial_devices": sorted(partial),
-            "results_from_partial_devices": int(sum(partial.values()))}
+    return {
+        "results_used_per_device": {str(d): c for d, c in sorted(per_dev.items())},
+        "partial_devices": sorted(partial),
+        "results_from_partial_devices": int(sum(partial.values())),
+    }
 
 
 def plot_heterogeneous(result: dict[str, Any], path: str) -> None:
     plt = _pyplot()
     models = result["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
-    for ax, model_name in zip(axes[0], models):
+    for ax, model_name in zip(axes[0], models, strict=True):
         for i, (scheme, r) in enumerate(result["schemes"].items()):
             rows = r["models"][model_name]
             xs = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is not None]
-            ys = [q["completion_seconds_median"] * 1e3 for q in rows if q.get("completion_seconds_median") is not None]
+            ys = [
+                q["completion_seconds_median"] * 1e3
+                for q in rows
+                if q.get("completion_seconds_median") is not None
+            ]
             ax.plot(xs, ys, "o-", color=f"C{i}", label=scheme)
         ax.axvline(result["s_devices"] + 0.5, color="gray", lw=0.8, ls="--")
         ax.set_yscale("log")
@@ -989,7 +1256,9 @@ def plot_heterogeneous(result: dict[str, Any], path: str) -> None:
         ax.set_ylabel("completion (ms, log)")
         ax.set_title(model_name, fontsize=10)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Heterogeneous devices, capacities {result['capacities']}, k={result['k']}", fontsize=10)
+    fig.suptitle(
+        f"Heterogeneous devices, capacities {result['capacities']}, k={result['k']}", fontsize=10
+    )
     _save(fig, path)
 
 
@@ -999,8 +1268,10 @@ def plot_heterogeneous(result: dict[str, Any], path: str) -> None:
 @contextlib.contextmanager
 def _blas_limit(n_threads: int) -> Iterator[dict[str, Any]]:
     """Limit BLAS threads for the run, and say how (env at numpy's start, or threadpoolctl)."""
-    info: dict[str, Any] = {"requested": n_threads,
-                            "env": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}}
+    info: dict[str, Any] = {
+        "requested": n_threads,
+        "env": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+    }
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -1100,8 +1371,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     sch = record.get("schemes", {})
     if name == "worker-time":
         for s, r in sch.items():
-            out.append(f"  {s:<11} w={r['weight']:<3} worker median {r['worker_time_median'] * 1e3:8.3f} ms"
-                       f"  nnz median {r['nnz_median']:>10.0f}")
+            out.append(
+                f"  {s:<11} w={r['weight']:<3} "
+                f"worker median {r['worker_time_median'] * 1e3:8.3f} ms"
+                f"  nnz median {r['nnz_median']:>10.0f}"
+            )
         out += [f"  {k}: {v:.2f}x" for k, v in record.get("ratios", {}).items()]
     elif name == "encode-time":
         for s, r in sch.items():
@@ -1111,16 +1385,25 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
     elif name in ("completion", "heterogeneous"):
         for s, r in sch.items():
             for m, rows in r["models"].items():
-                cells = ["fail" if q.get("completion_seconds_median") is None
-                         else f"{q['completion_seconds_median'] * 1e3:.1f}" for q in rows]
+                cells = [
+                    "fail"
+                    if q.get("completion_seconds_median") is None
+                    else f"{q['completion_seconds_median'] * 1e3:.1f}"
+                    for q in rows
+                ]
                 out.append(f"  {s:<8} {m:<9} ms by stragglers 0..: " + " ".join(cells))
     elif name == "stability":
         for s, rows in sch.items():
-            out.append(f"  {s:<10} worst cond by n: " + " ".join(f"{r['workers']}:{r['worst_condition']:.1e}"
-                                                                  for r in rows))
+            out.append(
+                f"  {s:<10} worst cond by n: "
+                + " ".join(f"{r['workers']}:{r['worst_condition']:.1e}" for r in rows)
+            )
     elif name == "iterative":
         for s, r in sch.items():
             t = r["iteration_seconds_median"]
-            out.append(f"  {s:<8} {r['iterations']} iterations, median {t * 1e3 if t else float('nan'):.2f} ms, "
-                       f"max iterate diff to scipy {r['max_iterate_difference_to_scipy']}")
+            out.append(
+                f"  {s:<8} {r['iterations']} iterations, "
+                f"median {t * 1e3 if t else float('nan'):.2f} ms, "
+                f"max iterate diff to scipy {r['max_iterate_difference_to_scipy']}"
+            )
     return out
