@@ -78,6 +78,9 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("measurement")
     g.add_argument("--reps", type=int, default=5,
                    help="timed repetitions per figure (median; default 5)")
+    g.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                   help="worker-time: the worker's CPU time (default; immune to time slicing on "
+                   "a busy machine) or elapsed time; both are recorded")
     g.add_argument("--rounds", type=int, default=3,
                    help="rounds per straggler setting (default 3)")
     g.add_argument("--warmup", type=int, default=1,
