@@ -93,3 +93,25 @@ def test_capacities_rejected(caps, match):
 def test_hetero_stragglers_beyond_capacity_rejected():
     with pytest.raises(ValueError, match="stragglers must be <= 1 .* got 2"):
         bounds.hetero_weight([1, 1, 1, 2, 3], 4, stragglers=2)
+
+
+def test_counting_condition_refines_spec():
+    # SPEC's three conditions admit (2, 2) at n = 19, 3 x 5; counting the
+    # workers that hold one B-block shows it is infeasible
+    assert bounds.mm_weights(19, 3, 5) == (2, 2)
+    assert not bounds.mm_counting_ok(19, 3, 5, 2, 2)
+    assert bounds.mm_weights(19, 3, 5, refined=True) == (2, 3)
+    for n in range(1, 31):
+        for ka in range(1, n + 1):
+            for kb in range(1, n // ka + 1):
+                assert bounds.mm_counting_ok(n, ka, kb, ka, kb)  # dense always passes
+                wa, wb = bounds.mm_weights(n, ka, kb, refined=True)
+                assert wa * wb >= math.prod(bounds.mm_weights(n, ka, kb))
+
+
+def test_coded_density():
+    assert bounds.coded_density(0.0, 5) == 0.0
+    assert bounds.coded_density(1.0, 1) == 1.0
+    assert bounds.coded_density(0.01, 0) == 0.0
+    with pytest.raises(ValueError, match="density must be in \\[0, 1\\], got 2"):
+        bounds.coded_density(2, 1)

@@ -67,3 +67,11 @@ def test_design_entry_point_runs():
         check=True,
     )
     assert "weight              3" in out.stdout
+
+
+def test_design_random_layout(capsys):
+    argv = ["design", "--workers", "30", "--k", "24", "--layout", "random", "--json"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["weight"] == r["lower_bound"] == 6
+    assert r["certificate"]["straggler_optimal"] is True

@@ -10,7 +10,7 @@ from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
 from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
 
 
-def _decode_all_subsets(code, rng, max_sets=300):
+def _decode_all_subsets(code, rng, max_sets=500):
     """Solve with every (or many) k-sets of responders on random data."""
     n, k = code.n_workers, code.k
     e = code.encoding.toarray()
@@ -54,9 +54,9 @@ def test_random_sparse_designs_certify_and_decode(n, data, seed):
 
 
 def test_design_is_deterministic_under_seed():
-    a = design_mv(20, 16, seed=7)
-    b = design_mv(20, 16, seed=7)
-    c = design_mv(20, 16, seed=8)
+    a = design_mv(20, 16, seed=7, trials=2)
+    b = design_mv(20, 16, seed=7, trials=2)
+    c = design_mv(20, 16, seed=8, trials=2)
     assert (a.encoding != b.encoding).nnz == 0
     assert (a.encoding != c.encoding).nnz > 0
 
@@ -265,3 +265,53 @@ def test_hetero_errors():
         design_mv(4, 2, capacities=[2, 2, 2])
     with pytest.raises(ValueError, match="stragglers must be <= 1 .* got 2"):
         design_mv(3, 4, capacities=[2, 2, 2], stragglers=2)
+
+
+@pytest.mark.parametrize(("n", "ka", "kb"), [(19, 3, 5), (22, 3, 4)])
+def test_sparse_mm_falls_back_past_infeasible_spec_pair(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert code.fallback
+    assert code.target_weights == bounds.mm_weights(n, ka, kb)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb, refined=True)
+    assert "infeasible" in code.fallback_reason
+    assert certify(code, samples=200, seed=0).straggler_optimal
+
+
+def test_hetero_large_uses_virtual_design_proven_by_flow():
+    caps = [2] * 30
+    code = design_mv(30, 40, capacities=caps, seed=0, trials=1)
+    assert code.stragglers == 10
+    # C(30, 10) device sets are too many to enumerate: the virtual design
+    assert code.weight == bounds.mv_weight(60, 40)
+    cert = certify(code, samples=50, seed=0)
+    assert (cert.straggler_optimal, cert.method) == (True, "flow")
+
+
+@pytest.mark.parametrize(("n", "ka", "kb"), [(24, 1, 16), (24, 16, 1)])
+def test_sparse_mm_with_one_side_unsplit_is_the_mv_layout(n, ka, kb):
+    code = design_mm(n, ka, kb, seed=0, trials=1)
+    assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
+    assert not code.fallback
+    assert certify(code, samples=300, seed=0).straggler_optimal
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 30), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_random_layout_same_weight_and_certified(n, data, seed):
+    k = data.draw(st.integers(1, n))
+    code = design_mv(n, k, seed=seed, trials=1, layout="random")
+    assert code.weight == bounds.mv_weight(n, k)
+    assert certify(code, max_subsets=0, samples=20, seed=0).straggler_optimal
+
+
+def test_random_layout_conditions_better_at_n100():
+    # the cyclic band is ill-conditioned when a run of workers straggles
+    cyc = certify(design_mv(100, 80, seed=0), max_subsets=0, samples=100, seed=0)
+    rnd = certify(design_mv(100, 80, seed=0, layout="random"), max_subsets=0, samples=100, seed=0)
+    assert rnd.straggler_optimal
+    assert rnd.worst_condition * 100 < cyc.worst_condition
+
+
+def test_layout_rejected():
+    with pytest.raises(ValueError, match="layout must be 'cyclic' or 'random', got 'band'"):
+        design_mv(10, 5, layout="band")

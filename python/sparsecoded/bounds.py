@@ -17,6 +17,8 @@ __all__ = [
     "hetero_stragglers",
     "hetero_weight",
     "mm_conditions",
+    "mm_counting_ok",
+    "mm_feasible_pairs",
     "mm_weights",
     "mv_weight",
     "validate_capacities",
@@ -165,7 +167,41 @@ def mm_conditions(n_workers: int, k_a: int, k_b: int) -> tuple[int, int, int]:
     return product, wa, wb
 
 
-def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int]]:
+def mm_counting_ok(n_workers: int, k_a: int, k_b: int, w_a: int, w_b: int) -> bool:
+    """A fourth necessary condition, missing from SPEC section 3.
+
+    Fix a B-block q and let ``W_q`` be the workers holding it.  Each of the
+    ``k_a`` cells ``(p, q)`` needs ``s + 1`` of them (condition 1 per cell),
+    and one worker reaches at most ``w_a`` of these cells, so
+    ``|W_q| >= ceil(k_a (s + 1) / w_a)``; condition 3 also asks
+    ``|W_q| >= k_a + s``.  Summing over q, ``n w_b >= k_b max(k_a + s,
+    ceil(k_a (s + 1) / w_a))``, and symmetrically for A.  SPEC's three
+    conditions are the relaxation without the ceiling; with it some pairs
+    are infeasible although SPEC admits them (n = 19, 3 x 5: SPEC gives
+    (2, 2), but ``19 * 2 < 5 * ceil(3 * 5 / 2) = 40``).
+
+    Parameters
+    ----------
+    n_workers, k_a, k_b, w_a, w_b : int
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> mm_counting_ok(19, 3, 5, 2, 2), mm_counting_ok(19, 3, 5, 2, 3)
+    (False, True)
+    """
+    s = n_workers - k_a * k_b
+    need_b = k_b * max(k_a + s, -(-k_a * (s + 1) // w_a))
+    need_a = k_a * max(k_b + s, -(-k_b * (s + 1) // w_b))
+    return n_workers * w_b >= need_b and n_workers * w_a >= need_a
+
+
+def mm_feasible_pairs(
+    n_workers: int, k_a: int, k_b: int, *, refined: bool = False
+) -> list[tuple[int, int]]:
     """All pairs meeting the three conditions, best first.
 
     Order: smallest product, then the more balanced pair (smaller
@@ -175,6 +211,9 @@ def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int
     Parameters
     ----------
     n_workers, k_a, k_b : int
+    refined : bool
+        Also require :func:`mm_counting_ok` (the exact necessary conditions;
+        SPEC's three alone when False).
 
     Returns
     -------
@@ -187,7 +226,10 @@ def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int
     """
     product, lo_a, lo_b = mm_conditions(n_workers, k_a, k_b)
     pairs = [
-        (wa, wb) for wa in range(lo_a, k_a + 1) for wb in range(lo_b, k_b + 1) if wa * wb >= product
+        (wa, wb)
+        for wa in range(lo_a, k_a + 1)
+        for wb in range(lo_b, k_b + 1)
+        if wa * wb >= product and (not refined or mm_counting_ok(n_workers, k_a, k_b, wa, wb))
     ]
     return sorted(
         pairs,
@@ -195,7 +237,7 @@ def mm_feasible_pairs(n_workers: int, k_a: int, k_b: int) -> list[tuple[int, int
     )
 
 
-def mm_weights(n_workers: int, k_a: int, k_b: int) -> tuple[int, int]:
+def mm_weights(n_workers: int, k_a: int, k_b: int, *, refined: bool = False) -> tuple[int, int]:
     """Minimal weight pair ``(w_a, w_b)`` for a straggler-optimal matrix-matrix code.
 
     The pair with the smallest product ``w_a w_b`` that meets all three
@@ -204,12 +246,18 @@ def mm_weights(n_workers: int, k_a: int, k_b: int) -> tuple[int, int]:
     alone can be unattainable: at n = 24, 4 x 5 it asks for a product of 5,
     but no pair with ``w_a, w_b >= 2`` has product 5.
 
+    SPEC's three conditions are not sufficient for existence:
+    :func:`mm_counting_ok` is a fourth necessary one.  ``refined=True``
+    applies it too (the value :func:`sparsecoded.design_mm` then reaches).
+
     Parameters
     ----------
     n_workers : int
         Number of workers n.
     k_a, k_b : int
         Block counts, ``k_a k_b <= n``.
+    refined : bool
+        Include the counting condition of :func:`mm_counting_ok`.
 
     Returns
     -------
@@ -221,8 +269,10 @@ def mm_weights(n_workers: int, k_a: int, k_b: int) -> tuple[int, int]:
     (2, 3)
     >>> mm_weights(20, 4, 5)
     (1, 1)
+    >>> mm_weights(19, 3, 5), mm_weights(19, 3, 5, refined=True)
+    ((2, 2), (2, 3))
     """
-    return mm_feasible_pairs(n_workers, k_a, k_b)[0]
+    return mm_feasible_pairs(n_workers, k_a, k_b, refined=refined)[0]
 
 
 def validate_capacities(capacities: Sequence[int], k: int) -> tuple[int, ...]:

@@ -153,6 +153,12 @@ def _add_design(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trials", type=int, default=5, help="coefficient draws (default 5)")
+    p.add_argument(
+        "--layout",
+        choices=("cyclic", "random"),
+        default="cyclic",
+        help="MV sparse support: cyclic (SPEC, default) or random (better conditioned)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_design)
 
@@ -179,7 +185,14 @@ def _design_report(args: argparse.Namespace) -> dict:
 
     p = args.density
     if args.ka is None:
-        code = design_mv(args.workers, args.k, args.scheme, seed=args.seed, trials=args.trials)
+        code = design_mv(
+            args.workers,
+            args.k,
+            args.scheme,
+            seed=args.seed,
+            trials=args.trials,
+            layout=args.layout,
+        )
         w = code.weight
         report = {
             "kind": "mv",

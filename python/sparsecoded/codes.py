@@ -190,6 +190,9 @@ class MMCode:
     fallback : bool
         True when the search found no verified layout at the minimal pair and
         used the next feasible one (then ``(weight_a, weight_b) != target_weights``).
+    fallback_reason : str or None
+        Why, for each skipped pair: provably infeasible (fails
+        :func:`sparsecoded.bounds.mm_counting_ok`) or not found by the search.
     """
 
     n_workers: int
@@ -203,6 +206,7 @@ class MMCode:
     scheme: str = "custom"
     target_weights: tuple[int, int] | None = None
     fallback: bool = False
+    fallback_reason: str | None = None
 
     @property
     def k(self) -> int:
@@ -312,6 +316,65 @@ def cyclic_support(n_rows: int, k: int, w: int) -> tuple[np.ndarray, np.ndarray]
     return rows, cols.ravel()
 
 
+def random_support(
+    n_rows: int, k: int, w: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A random support with w blocks per row and balanced block degrees.
+
+    Each block is used ``floor(n w / k)`` or one more times; rows, in random
+    order, take the w blocks with the most unused copies (random tie-break).
+    Unlike :func:`cyclic_support` it carries no guarantee: the caller checks
+    Hall's condition.
+
+    Parameters
+    ----------
+    n_rows, k, w : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Row and column index of every nonzero.
+
+    Examples
+    --------
+    >>> r, c = random_support(6, 4, 2, np.random.default_rng(0))
+    >>> np.bincount(c, minlength=4).tolist()
+    [3, 3, 3, 3]
+    """
+    demand = np.full(k, (n_rows * w) // k, dtype=np.int64)
+    demand[rng.permutation(k)[: n_rows * w - int(demand.sum())]] += 1
+    rows = np.empty((n_rows, w), dtype=np.int64)
+    cols = np.empty((n_rows, w), dtype=np.int64)
+    for i in rng.permutation(n_rows):
+        key = demand + rng.random(k)
+        pick = np.argpartition(-key, w - 1)[:w]
+        demand[pick] -= 1
+        rows[i] = i
+        cols[i] = np.sort(pick)
+    return rows.ravel(), cols.ravel()
+
+
+RANDOM_LAYOUT_ATTEMPTS = 20
+
+
+def _sparse_support(n, k, w, layout, rng):
+    if layout == "cyclic":
+        return cyclic_support(n, k, w)
+    if layout != "random":
+        raise ValueError(f"layout must be 'cyclic' or 'random', got {layout!r}")
+    from .verify import hall_surplus_test
+
+    pattern_shape = (n, k)
+    for _ in range(RANDOM_LAYOUT_ATTEMPTS):
+        rows, cols = random_support(n, k, w, rng)
+        pattern = sp.csr_array((np.ones(rows.size), (rows, cols)), shape=pattern_shape)
+        if hall_surplus_test(pattern, n - k)[0]:
+            return rows, cols
+    # no random support passed: the cyclic one always does
+    return cyclic_support(n, k, w)
+
+
 def _gaussian_on(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], rng) -> sp.csr_array:
     vals = rng.standard_normal(rows.size)
     e = sp.csr_array((vals, (rows, cols)), shape=shape)
@@ -382,6 +445,7 @@ def design_mv(
     stragglers: int | None = None,
     seed: int | np.random.Generator | None = None,
     trials: int = DEFAULT_TRIALS,
+    layout: str = "cyclic",
 ) -> MVCode:
     """Design a matrix-vector code for n workers and k row blocks.
 
@@ -413,6 +477,13 @@ def design_mv(
     trials : int
         Random coefficient draws; the one with the smallest worst-case
         condition number over responder sets is kept.
+    layout : str
+        Support of ``"sparse"``: ``"cyclic"`` (SPEC 2, straggler-optimal by
+        construction) or ``"random"`` (balanced random support, kept once the
+        flow test proves it, else cyclic).  Same weight.  For large n the
+        cyclic band is badly conditioned when a run of consecutive workers
+        straggles (n = 100, k = 80: worst sampled condition ~1e7-1e8 against
+        ~1e5 for random supports); ``"random"`` avoids that.
 
     Returns
     -------
@@ -439,8 +510,8 @@ def design_mv(
     own = np.arange(n)
     if scheme == "sparse":
         w = bounds.mv_weight(n, k)
-        rows, cols = cyclic_support(n, k, w)
-        budget = _cond_budget(n, k, trials)
+        rows, cols = _sparse_support(n, k, w, layout, rng)
+        budget = _cond_budget(trials)
         e, _ = _best_of(
             lambda: _gaussian_on(rows, cols, (n, k), rng), trials, lambda m: _mv_score(m, budget)
         )
@@ -454,7 +525,7 @@ def design_mv(
         e = sp.csr_array((np.ones(n), (rows, rows % k)), shape=(n, k))
         s = n // k - 1
     elif scheme == "mds":
-        budget = _cond_budget(n, k, trials)
+        budget = _cond_budget(trials)
         e, _ = _best_of(
             lambda: sp.csr_array(rng.standard_normal((n, k))),
             trials,
@@ -482,7 +553,7 @@ def design_mv(
     )
 
 
-def _cond_budget(n: int, k: int, trials: int) -> float:
+def _cond_budget(trials: int) -> float:
     # flops spent on condition numbers per trial: all subsets for small codes,
     # a handful of factorisations for large k (n = 1000, k = 900 must design in seconds)
     return max(1.0e8, 1.0e9 / trials)
@@ -585,6 +656,24 @@ def design_mm(
         For ``"sparse"``, ``fallback`` tells whether the minimal pair
         :func:`sparsecoded.bounds.mm_weights` was replaced by the next one.
 
+    Notes
+    -----
+    The ``"sparse"`` layout (SPEC section 3): workers ``0 .. k_a k_b - 1`` sit
+    one per cell ``(p, q)`` of the ``k_a x k_b`` torus; each of the ``s``
+    extra workers goes, greedily, to the cell whose windows cover the most
+    cells, A-blocks and B-blocks still short of the necessary counts.  A
+    worker at ``(p, q)`` mixes A-blocks ``p .. p + w_a - 1`` and B-blocks
+    ``q .. q + w_b - 1`` (cyclically) with Gaussian coefficients.  Since the
+    rows ``a_i kron b_i`` are rank one, Hall's condition does not settle
+    decodability, so each candidate is checked by rank: adversarial and
+    random responder sets first, then all of them while there are at most
+    ``MM_DESIGN_SUBSETS`` (else 2000 random ones).  Weight pairs are tried in
+    the order of :func:`sparsecoded.bounds.mm_feasible_pairs`; pairs that fail
+    :func:`sparsecoded.bounds.mm_counting_ok` are provably infeasible and
+    skipped.  Measured: for every n <= 30 and ``k_a k_b <= n`` the result is
+    ``mm_weights(n, k_a, k_b, refined=True)``; it differs from SPEC's
+    ``mm_weights(n, k_a, k_b)`` only where SPEC's pair is infeasible.
+
     Examples
     --------
     >>> code = design_mm(24, 4, 5, seed=0, trials=1)
@@ -598,10 +687,12 @@ def design_mm(
     s = n - big_k
     target = None
     fallback = False
+    reason = None
     if scheme == "sparse":
         target = bounds.mm_weights(n, ka, kb)
-        ea, eb, pair = _sparse_mm_layout(n, ka, kb, rng, trials)
+        ea, eb, pair, skipped = _sparse_mm_layout(n, ka, kb, rng, trials)
         fallback = pair != target
+        reason = "; ".join(skipped) if fallback else None
     elif scheme == "uncoded":
         cells = np.arange(big_k)
         ea = sp.csr_array((np.ones(big_k), (cells, cells // kb)), shape=(n, ka))
@@ -652,6 +743,7 @@ def design_mm(
         scheme=scheme,
         target_weights=target,
         fallback=fallback,
+        fallback_reason=reason,
     )
 
 
@@ -680,7 +772,7 @@ def _mm_score(a: np.ndarray, b: np.ndarray, budget: float = 2.0e9) -> float:
 
 
 def _best_pair(draw, trials: int) -> tuple[np.ndarray, np.ndarray]:
-    best, _ = _best_of(draw, trials, lambda ab: _mm_score(*ab, budget=_cond_budget(0, 0, trials)))
+    best, _ = _best_of(draw, trials, lambda ab: _mm_score(*ab, budget=_cond_budget(trials)))
     return best
 
 
@@ -751,6 +843,21 @@ def _mm_place(n, ka, kb, wa, wb, rng, randomize: bool) -> np.ndarray | None:
     return np.asarray(cells, dtype=np.int64)
 
 
+def _mm_spread(n, ka, kb, wa, wb) -> np.ndarray | None:
+    """Cells at evenly spread starts ``floor(i k_a k_b / n)`` (row-major on the torus).
+
+    With ``k_a = 1`` or ``k_b = 1`` this is exactly SPEC 2's matrix-vector
+    layout, which the greedy placement does not always find.
+    """
+    c = (np.arange(n, dtype=np.int64) * ka * kb) // n
+    cells = np.stack([c // kb, c % kb], axis=1)
+    s = n - ka * kb
+    cov, cov_a, cov_b = _mm_cover(cells, ka, kb, wa, wb)
+    if (cov < s + 1).any() or (cov_a < kb + s).any() or (cov_b < ka + s).any():
+        return None
+    return cells
+
+
 def _mm_windows(cells, ka, kb, wa, wb, rng) -> tuple[np.ndarray, np.ndarray]:
     n = cells.shape[0]
     a = np.zeros((n, ka))
@@ -779,22 +886,31 @@ def _mm_layout_ok(a: np.ndarray, b: np.ndarray, rng, *, exhaustive_limit: int) -
 
 def _sparse_mm_layout(n, ka, kb, rng, trials):
     """Minimum-weight window layout (SPEC 3), verified by rank; falls back pair by pair."""
-    big_k = ka * kb
     pairs = bounds.mm_feasible_pairs(n, ka, kb)
+    skipped = []
     for wa, wb in [*pairs[:MM_MAX_PAIRS], (ka, kb)]:
-        for attempt in range(MM_ATTEMPTS):
-            cells = _mm_place(n, ka, kb, wa, wb, rng, randomize=attempt > 0)
+        if not bounds.mm_counting_ok(n, ka, kb, wa, wb):
+            skipped.append(
+                f"({wa}, {wb}) is infeasible (counting condition, see bounds.mm_counting_ok)"
+            )
+            continue
+        for attempt in range(-1, MM_ATTEMPTS):
+            if attempt < 0:
+                cells = _mm_spread(n, ka, kb, wa, wb)
+            else:
+                cells = _mm_place(n, ka, kb, wa, wb, rng, randomize=attempt > 0)
             if cells is None:
                 continue
             a, b = _mm_windows(cells, ka, kb, wa, wb, rng)
             if not _mm_layout_ok(a, b, rng, exhaustive_limit=MM_DESIGN_SUBSETS):
                 continue
             if trials > 1:
-                budget = _cond_budget(n, big_k, trials)
+                budget = _cond_budget(trials)
                 cands = [(a, b)] + [
                     _mm_windows(cells, ka, kb, wa, wb, rng) for _ in range(trials - 1)
                 ]
                 scores = [_mm_score(x, y, budget) for x, y in cands]
                 a, b = cands[int(np.argmin(scores))]
-            return a, b, (wa, wb)
+            return a, b, (wa, wb), skipped
+        skipped.append(f"({wa}, {wb}): no verified layout found by the window search")
     raise RuntimeError(f"no decodable MM layout found for n={n}, k_a={ka}, k_b={kb}")
