@@ -96,7 +96,9 @@ def _with_dtypes(a: CSR, index_dtype: np.dtype, dtype: np.dtype) -> CSR:
 
 
 def _common_index_dtype(*mats: CSR) -> np.dtype:
-    return np.dtype(np.int64) if any(m.indices.dtype == np.int64 for m in mats) else np.dtype(np.int32)
+    return (
+        np.dtype(np.int64) if any(m.indices.dtype == np.int64 for m in mats) else np.dtype(np.int32)
+    )
 
 
 def encode_row_blocks(A, E, *, n_threads: int | None = None) -> list[sp.csr_array]:
@@ -191,7 +193,9 @@ def matvec(A, x, *, n_threads: int | None = None) -> np.ndarray:
     a = as_csr(A, "A")
     xa = np.asarray(x) if not sp.issparse(x) else x
     if sp.issparse(xa):
-        raise ValueError(f"x must be a dense numpy array, found a scipy sparse {xa.format} matrix; use matmat")
+        raise ValueError(
+            f"x must be a dense numpy array, found a scipy sparse {xa.format} matrix; use matmat"
+        )
     V = value_dtype(a.data.dtype, xa.dtype, name="x")
     a = _with_dtypes(a, a.indices.dtype, V)
     m, c = a.shape
@@ -262,7 +266,9 @@ def matmat(A, B, *, n_threads: int | None = None):
     a = as_csr(A, "A")
     b = as_csr(B, "B")
     if b.shape[0] != a.shape[1]:
-        raise ValueError(f"B has B.shape[0] = {b.shape[0]} rows, expected A.shape[1] = {a.shape[1]}")
+        raise ValueError(
+            f"B has B.shape[0] = {b.shape[0]} rows, expected A.shape[1] = {a.shape[1]}"
+        )
     V = value_dtype(a.data.dtype, b.data.dtype, name="B")
     I = _common_index_dtype(a, b)  # noqa: E741
     a = _with_dtypes(a, I, V)
@@ -271,7 +277,9 @@ def matmat(A, B, *, n_threads: int | None = None):
     p = b.shape[1]
     if estimated_density(a.shape, a.nnz, b.shape, b.nnz) >= DENSE_OUTPUT_DENSITY:
         Y = np.empty((m, p), dtype=V)
-        _core.csr_matmat_dense(m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, Y, nt)
+        _core.csr_matmat_dense(
+            m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, Y, nt
+        )
         return Y
     indptr, indices, data = _core.csr_matmat(
         m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, nt
@@ -291,6 +299,7 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     mats : sequence of scipy sparse matrices/arrays or ndarrays, all the same shape
         Operands with a zero coefficient are skipped.
     coeffs : sequence of float, len(mats)
+        Cast to the matrices' value type (as ``E`` in :func:`encode_row_blocks`).
     n_threads : int or None
         Threads to use; None means all cores.
 
@@ -298,7 +307,8 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     -------
     scipy.sparse.csr_array or ndarray
         CSR (sorted, distinct indices) when every operand is sparse; a dense
-        ndarray as soon as one operand is a dense ndarray.
+        ndarray as soon as one operand is a dense ndarray. The value type is
+        the promotion of the matrices' (float32 or float64).
 
     Examples
     --------
@@ -324,9 +334,11 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     shape = tuple(int(s) for s in mats[0].shape)
     for t, M in enumerate(mats):
         if np.ndim(M) != 2 or tuple(int(s) for s in M.shape) != shape:
-            raise ValueError(f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}")
+            raise ValueError(
+                f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}"
+            )
     if any(not sp.issparse(M) for M in mats):
-        V = value_dtype(cdt, *(M.dtype for M in mats), name="mats")
+        V = value_dtype(*(M.dtype for M in mats), name="mats")
         out = np.zeros(shape, dtype=V)
         for M, coef in zip(mats, c.astype(V), strict=True):
             if coef == 0:
@@ -339,11 +351,15 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
                 out += coef * np.asarray(M, dtype=V)
         return out
     ops = [as_csr(M, f"mats[{t}]") for t, M in enumerate(mats)]
-    V = value_dtype(cdt, *(o.data.dtype for o in ops), name="mats")
+    V = value_dtype(*(o.data.dtype for o in ops), name="mats")
     I = _common_index_dtype(*ops)  # noqa: E741
     ops = [_with_dtypes(o, I, V) for o in ops]
     indptr, indices, data = _core.csr_lincomb(
-        shape[0], shape[1], [(o.indptr, o.indices, o.data) for o in ops], np.ascontiguousarray(c, dtype=V), nt
+        shape[0],
+        shape[1],
+        [(o.indptr, o.indices, o.data) for o in ops],
+        np.ascontiguousarray(c, dtype=V),
+        nt,
     )
     if indptr[-1] <= np.iinfo(I).max:
         indptr = indptr.astype(I, copy=False)

@@ -49,13 +49,17 @@ def value_dtype(*dtypes: np.dtype, name: str = "input") -> np.dtype:
     for dt in dtypes:
         dt = np.dtype(dt)
         if dt.kind == "c":
-            raise ValueError(f"{name} has complex dtype {dt}; expected a real dtype (float32 or float64)")
+            raise ValueError(
+                f"{name} has complex dtype {dt}; expected a real dtype (float32 or float64)"
+            )
         if dt.kind in "biu":
             kinds.append(np.dtype(np.float64))
         elif dt.kind == "f" and dt.itemsize <= 8:
             kinds.append(np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64))
         else:
-            raise ValueError(f"{name} has unsupported dtype {dt}; expected float32, float64, integer or bool")
+            raise ValueError(
+                f"{name} has unsupported dtype {dt}; expected float32, float64, integer or bool"
+            )
     return np.result_type(*kinds) if kinds else np.dtype(np.float64)
 
 
@@ -85,11 +89,15 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
     elif isinstance(A, np.ndarray) or hasattr(A, "__array__"):
         arr = np.asarray(A)
         if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D matrix, found {arr.ndim}-D with shape {arr.shape}")
+            raise ValueError(
+                f"{name} must be a 2-D matrix, found {arr.ndim}-D with shape {arr.shape}"
+            )
         value_dtype(arr.dtype, name=name)
         A = sp.csr_array(arr)
     else:
-        raise ValueError(f"{name} must be a scipy sparse matrix/array or a numpy array, found {type(A).__name__}")
+        raise ValueError(
+            f"{name} must be a scipy sparse matrix/array or a numpy array, found {type(A).__name__}"
+        )
     n_rows, n_cols = (int(s) for s in A.shape)
     V = np.dtype(dtype) if dtype is not None else value_dtype(A.dtype, name=name)
     indptr = np.asarray(A.indptr)
@@ -97,7 +105,8 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
     data = np.asarray(A.data)
     if indptr.ndim != 1 or indptr.shape[0] != n_rows + 1:
         raise ValueError(
-            f"{name}.indptr has shape {indptr.shape}, expected length {name}.shape[0] + 1 = {n_rows + 1}"
+            f"{name}.indptr has shape {indptr.shape}, "
+            f"expected length {name}.shape[0] + 1 = {n_rows + 1}"
         )
     if indices.ndim != 1 or data.ndim != 1 or indices.shape[0] != data.shape[0]:
         raise ValueError(
@@ -111,14 +120,19 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
     if indptr[0] != 0:
         raise ValueError(f"{name}.indptr[0] is {indptr[0]}, expected 0")
     if indptr[-1] != indices.shape[0]:
-        raise ValueError(f"{name}.indptr[-1] is {indptr[-1]}, expected nnz = len({name}.indices) = {indices.shape[0]}")
+        raise ValueError(
+            f"{name}.indptr[-1] is {indptr[-1]}, "
+            f"expected nnz = len({name}.indices) = {indices.shape[0]}"
+        )
     return CSR((n_rows, n_cols), indptr, indices, data)
 
 
 def as_dense(x, name: str, dtype: np.dtype) -> np.ndarray:
-    """A dense operand (vector or matrix) as a C-ordered array of `dtype`; F order is copied once."""
+    """A dense vector or matrix as a C-ordered array of `dtype` (F order is copied once)."""
     if sp.issparse(x):
-        raise ValueError(f"{name} must be a dense numpy array here, found a scipy sparse {x.format} matrix")
+        raise ValueError(
+            f"{name} must be a dense numpy array here, found a scipy sparse {x.format} matrix"
+        )
     arr = np.asarray(x)
     value_dtype(arr.dtype, name=name)
     return np.ascontiguousarray(arr, dtype=dtype)
@@ -153,7 +167,10 @@ def check_encoding_matrix(E, k_hint: str = "E", *, dtype: np.dtype) -> np.ndarra
         raise ValueError(
             f"{k_hint} must be finite, found {E[tuple(bad)]} at {k_hint}[{bad[0]}, {bad[1]}]"
         )
-    out = np.ascontiguousarray(E, dtype=dtype)
+    with np.errstate(over="ignore"):  # reported just below, with a message
+        out = np.ascontiguousarray(E, dtype=dtype)
     if not np.all(np.isfinite(out)):
-        raise ValueError(f"{k_hint} overflows {np.dtype(dtype)}: expected finite values after the cast")
+        raise ValueError(
+            f"{k_hint} overflows {np.dtype(dtype)}: expected finite values after the cast"
+        )
     return out

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -71,15 +72,21 @@ inline bool row_extent(const I* indptr, int64_t row, int64_t nnz, int64_t& begin
   return 0 <= begin && begin <= end && end <= nnz;
 }
 
-// True when every index in [begin, end) lies in [0, n_cols). Branch-free so it
-// vectorises; the unsigned cast sends negative indices out of range.
+// True when every index in [begin, end) lies in [0, n_cols). j and
+// (n_cols - 1 - j) are both nonnegative exactly when j is in range, so
+// OR-ing them keeps the sign bit clear; integer OR/SUB only, so the loop
+// vectorises on plain SSE2 (unsigned max/compare would not).
 template <class I>
 inline bool indices_in_range(const I* indices, int64_t begin, int64_t end, int64_t n_cols) {
-  using U = std::make_unsigned_t<I>;
-  const U limit = static_cast<U>(n_cols);
-  bool bad = false;
-  for (int64_t p = begin; p < end; ++p) bad |= static_cast<U>(indices[p]) >= limit;
-  return !bad;
+  static_assert(std::is_signed<I>::value, "index type must be signed");
+  const int64_t top = n_cols - 1;  // -1 when n_cols == 0: every index is bad
+  const I last = top > static_cast<int64_t>(std::numeric_limits<I>::max()) ? std::numeric_limits<I>::max()
+                                                                           : static_cast<I>(top);
+  using U = std::make_unsigned_t<I>;  // wrap-around subtraction, no signed overflow
+  I acc = 0;
+  for (int64_t p = begin; p < end; ++p)
+    acc |= static_cast<I>(indices[p] | static_cast<I>(static_cast<U>(last) - static_cast<U>(indices[p])));
+  return acc >= 0;
 }
 
 // Slow path for the error message: the first offending index of a row.
@@ -141,8 +148,8 @@ inline int threads_for(int64_t work, int n_threads) {
 }
 
 // Validates a whole CSR structure (extents and column range) and records,
-// per row, whether its indices are nondecreasing (1) or not (0), so merges
-// can take the sorted path. Size: row_sorted[n_rows]. Cost: one read of
+// per row, whether its indices strictly increase (1: sorted, no repeats)
+// or not (0), so merges can take the sorted path. Size: row_sorted[n_rows]. Cost: one read of
 // indptr and indices, O(n_rows + nnz), parallel over balanced row ranges.
 // Throws std::invalid_argument / std::out_of_range on a breach.
 template <class I>
@@ -158,7 +165,7 @@ void csr_check(int64_t n_rows, int64_t n_cols, const I* indptr, const I* indices
       int64_t b, e;
       if (!check_row(indptr, indices, i, nnz, n_cols, b, e, err)) break;
       bool sorted = true;
-      for (int64_t p = b + 1; p < e; ++p) sorted &= indices[p - 1] <= indices[p];
+      for (int64_t p = b + 1; p < e; ++p) sorted &= indices[p - 1] < indices[p];
       row_sorted[i] = sorted ? 1 : 0;
     }
   }

@@ -11,7 +11,8 @@
 
 namespace sparsecoded {
 
-// One input row scaled by coef. `sorted` means its indices are nondecreasing.
+// One input row scaled by coef. `sorted` means its indices strictly
+// increase (sorted, no repeats), as csr_check reports it.
 template <class I, class V>
 struct RowSource {
   const I* idx;
@@ -21,143 +22,161 @@ struct RowSource {
   bool sorted;
 };
 
-// Merges w source rows into one output row with sorted, distinct indices.
-// Sorted sources take a heap merge (O(total log w), no scratch of width
-// n_cols); any unsorted source switches the row to a dense accumulator plus
-// a sort. Indices must already be checked in [0, n_cols). One per thread.
+// Merges w scaled source rows into one output row with sorted, distinct
+// indices. Indices must already be checked in [0, n_cols). One per thread.
+//   count: a single sorted row counts itself; otherwise a stamp marker of
+//          n_cols entries counts distinct columns, O(total).
+//   fill:  sorted sources go through a tree of two-way merges (log2 w linear
+//          passes, ping-ponging between two scratch buffers, the last pass
+//          writing the output); any unsorted source switches the row to a
+//          dense accumulator, then a sort of the new columns, or a scan of
+//          the marker in column order when that is cheaper.
 template <class I, class V>
 class RowMerger {
  public:
   explicit RowMerger(int64_t n_cols) : n_cols_(n_cols) {}
 
-  // Number of distinct columns of the merged row.
   int64_t count(const RowSource<I, V>* src, int w) {
     if (w == 0) return 0;
-    if (w == 1 && src[0].sorted) return count_one(src[0]);
-    if (!all_sorted(src, w)) return scatter(src, w, nullptr);
+    if (w == 1 && src[0].sorted) return src[0].len;
+    ensure_dense();
+    const int64_t stamp = ++stamp_;
     int64_t n = 0;
-    int64_t last = -1;
-    heap_merge(src, w, [&](int64_t col, int, int64_t) {
-      n += col != last;
-      last = col;
-    });
+    for (int s = 0; s < w; ++s) {
+      const I* idx = src[s].idx;
+      for (int64_t p = 0; p < src[s].len; ++p) {
+        const int64_t j = static_cast<int64_t>(idx[p]);
+        n += mark_[j] != stamp;
+        mark_[j] = stamp;
+      }
+    }
     return n;
   }
 
-  // Writes the merged row into out_idx/out_val (room for exactly `cap`
-  // entries, the value count() gave). Returns the entries written, or -1
-  // if the row no longer fits (inputs changed between passes).
+  // Writes the merged row into out_idx/out_val, which have room for exactly
+  // `cap` entries (what count() gave). Returns the entries written, or -1 if
+  // the row would not fit (the inputs changed between the passes).
   int64_t fill(const RowSource<I, V>* src, int w, I* out_idx, V* out_val, int64_t cap) {
     if (w == 0) return 0;
-    if (w == 1 && src[0].sorted) return fill_one(src[0], out_idx, out_val, cap);
-    if (!all_sorted(src, w)) return scatter_fill(src, w, out_idx, out_val, cap);
-    int64_t n = 0;
-    int64_t last = -1;
-    bool overflow = false;
-    heap_merge(src, w, [&](int64_t col, int s, int64_t p) {
-      const V v = src[s].coef * src[s].val[p];
-      if (col == last) {
-        out_val[n - 1] += v;
-      } else if (n < cap) {
-        out_idx[n] = static_cast<I>(col);
-        out_val[n] = v;
-        ++n;
-        last = col;
-      } else {
-        overflow = true;
+    for (int s = 0; s < w; ++s)
+      if (!src[s].sorted) return scatter_fill(src, w, out_idx, out_val, cap);
+    if (w == 1) {
+      if (src[0].len > cap) return -1;
+      const RowSource<I, V>& s0 = src[0];
+      for (int64_t p = 0; p < s0.len; ++p) {
+        out_idx[p] = s0.idx[p];
+        out_val[p] = s0.coef * s0.val[p];
       }
-    });
-    return overflow ? -1 : n;
+      return s0.len;
+    }
+    return tree_fill(src, w, out_idx, out_val, cap);
   }
 
  private:
-  static bool all_sorted(const RowSource<I, V>* src, int w) {
-    for (int s = 0; s < w; ++s)
-      if (!src[s].sorted) return false;
-    return true;
-  }
+  struct Run {
+    const I* idx;
+    const V* val;
+    int64_t len;
+    V coef;
+    int buf;  // scratch buffer holding it: 0, 1, or -1 for an input row
+  };
 
-  // A single sorted row: distinct count in one pass.
-  static int64_t count_one(const RowSource<I, V>& s) {
-    int64_t n = s.len > 0;
-    for (int64_t p = 1; p < s.len; ++p) n += s.idx[p] != s.idx[p - 1];
-    return n;
-  }
-
-  static int64_t fill_one(const RowSource<I, V>& s, I* out_idx, V* out_val, int64_t cap) {
-    int64_t n = 0;
-    for (int64_t p = 0; p < s.len; ++p) {
-      const V v = s.coef * s.val[p];
-      if (n > 0 && out_idx[n - 1] == s.idx[p]) {
-        out_val[n - 1] += v;
-      } else {
+  // Two-way merge of strictly increasing runs a and b, scaling as it goes;
+  // equal columns are summed. Returns the length, or -1 past cap.
+  static int64_t merge2(const Run& a, const Run& b, I* oi, V* ov, int64_t cap) {
+    int64_t i = 0, j = 0, n = 0;
+    if (a.len + b.len > cap) {
+      // may still fit if columns overlap: check each write
+      while (i < a.len && j < b.len) {
         if (n >= cap) return -1;
-        out_idx[n] = s.idx[p];
-        out_val[n] = v;
-        ++n;
+        const I x = a.idx[i], y = b.idx[j];
+        if (x < y) {
+          oi[n] = x;
+          ov[n++] = a.coef * a.val[i++];
+        } else if (y < x) {
+          oi[n] = y;
+          ov[n++] = b.coef * b.val[j++];
+        } else {
+          oi[n] = x;
+          ov[n++] = a.coef * a.val[i++] + b.coef * b.val[j++];
+        }
       }
+      if (n + (a.len - i) + (b.len - j) > cap) return -1;
+    } else {
+      while (i < a.len && j < b.len) {
+        const I x = a.idx[i], y = b.idx[j];
+        if (x < y) {
+          oi[n] = x;
+          ov[n++] = a.coef * a.val[i++];
+        } else if (y < x) {
+          oi[n] = y;
+          ov[n++] = b.coef * b.val[j++];
+        } else {
+          oi[n] = x;
+          ov[n++] = a.coef * a.val[i++] + b.coef * b.val[j++];
+        }
+      }
+    }
+    for (; i < a.len; ++i, ++n) {
+      oi[n] = a.idx[i];
+      ov[n] = a.coef * a.val[i];
+    }
+    for (; j < b.len; ++j, ++n) {
+      oi[n] = b.idx[j];
+      ov[n] = b.coef * b.val[j];
     }
     return n;
   }
 
-  // Calls emit(col, source, position) for every entry of the w sorted
-  // sources in nondecreasing column order. Min-heap of source cursors.
-  template <class Emit>
-  void heap_merge(const RowSource<I, V>* src, int w, Emit&& emit) {
-    key_.resize(w);
-    who_.resize(w);
-    pos_.assign(w, 0);
-    int h = 0;
+  int64_t tree_fill(const RowSource<I, V>* src, int w, I* out_idx, V* out_val, int64_t cap) {
+    int64_t total = 0;
+    runs_.clear();
     for (int s = 0; s < w; ++s) {
-      if (src[s].len == 0) continue;
-      key_[h] = static_cast<int64_t>(src[s].idx[0]);
-      who_[h] = s;
-      ++h;
+      runs_.push_back({src[s].idx, src[s].val, src[s].len, src[s].coef, -1});
+      total += src[s].len;
     }
-    for (int i = h / 2 - 1; i >= 0; --i) sift_down(i, h);
-    while (h > 0) {
-      const int s = who_[0];
-      const int64_t p = pos_[s];
-      emit(key_[0], s, p);
-      if (p + 1 < src[s].len) {
-        pos_[s] = p + 1;
-        key_[0] = static_cast<int64_t>(src[s].idx[p + 1]);
-      } else {
-        --h;
-        key_[0] = key_[h];
-        who_[0] = who_[h];
+    if (static_cast<int64_t>(bi_[0].size()) < total) {
+      for (int q = 0; q < 2; ++q) {
+        bi_[q].resize(static_cast<size_t>(total));
+        bv_[q].resize(static_cast<size_t>(total));
       }
-      sift_down(0, h);
     }
-  }
-
-  void sift_down(int i, int h) {
-    const int64_t k = key_[i];
-    const int s = who_[i];
-    for (;;) {
-      int c = 2 * i + 1;
-      if (c >= h) break;
-      if (c + 1 < h && key_[c + 1] < key_[c]) ++c;
-      if (key_[c] >= k) break;
-      key_[i] = key_[c];
-      who_[i] = who_[c];
-      i = c;
+    int target = 0;
+    while (runs_.size() > 2) {
+      next_.clear();
+      int64_t off = 0;
+      I* ti = bi_[target].data();
+      V* tv = bv_[target].data();
+      size_t r = 0;
+      for (; r + 1 < runs_.size(); r += 2) {
+        const int64_t n = merge2(runs_[r], runs_[r + 1], ti + off, tv + off, total - off);
+        next_.push_back({ti + off, tv + off, n, V(1), target});
+        off += n;
+      }
+      if (r < runs_.size()) {
+        Run last = runs_[r];
+        if (last.buf >= 0) {  // the next pass writes into its buffer: move it out first
+          for (int64_t p = 0; p < last.len; ++p) {
+            ti[off + p] = last.idx[p];
+            tv[off + p] = last.coef * last.val[p];
+          }
+          last = {ti + off, tv + off, last.len, V(1), target};
+        }
+        next_.push_back(last);
+      }
+      runs_.swap(next_);
+      target ^= 1;
     }
-    key_[i] = k;
-    who_[i] = s;
+    return merge2(runs_[0], runs_[1], out_idx, out_val, cap);
   }
 
   void ensure_dense() {
-    if (static_cast<int64_t>(mark_.size()) != n_cols_) {
-      mark_.assign(static_cast<size_t>(n_cols_), -1);
-      acc_.assign(static_cast<size_t>(n_cols_), V(0));
-    }
+    if (static_cast<int64_t>(mark_.size()) != n_cols_) mark_.assign(static_cast<size_t>(n_cols_), -1);
   }
 
-  // Dense accumulator: marks the row's columns with a fresh stamp. When
-  // out_idx is given, also records new columns there (at most cap).
-  int64_t scatter(const RowSource<I, V>* src, int w, I* out_idx, int64_t cap = 0) {
+  int64_t scatter_fill(const RowSource<I, V>* src, int w, I* out_idx, V* out_val, int64_t cap) {
     ensure_dense();
+    if (static_cast<int64_t>(acc_.size()) != n_cols_) acc_.assign(static_cast<size_t>(n_cols_), V(0));
     const int64_t stamp = ++stamp_;
     int64_t n = 0;
     for (int s = 0; s < w; ++s) {
@@ -165,33 +184,34 @@ class RowMerger {
         const int64_t j = static_cast<int64_t>(src[s].idx[p]);
         const V v = src[s].coef * src[s].val[p];
         if (mark_[j] != stamp) {
+          if (n >= cap) return -1;
           mark_[j] = stamp;
           acc_[j] = v;
-          if (out_idx != nullptr) {
-            if (n >= cap) return -1;
-            out_idx[n] = static_cast<I>(j);
-          }
-          ++n;
+          out_idx[n++] = static_cast<I>(j);
         } else {
           acc_[j] += v;
         }
       }
     }
-    return n;
-  }
-
-  int64_t scatter_fill(const RowSource<I, V>* src, int w, I* out_idx, V* out_val, int64_t cap) {
-    const int64_t n = scatter(src, w, out_idx, cap);
-    if (n < 0) return -1;
-    std::sort(out_idx, out_idx + n);
+    if (n != cap) return n;
+    // a scan of n_cols markers beats a sort of n entries when n log n is larger
+    int64_t lg = 1;
+    while ((int64_t(1) << lg) < n) ++lg;
+    if (n * lg * 4 > n_cols_) {
+      int64_t q = 0;
+      for (int64_t j = 0; j < n_cols_ && q < n; ++j)
+        if (mark_[j] == stamp) out_idx[q++] = static_cast<I>(j);
+    } else {
+      std::sort(out_idx, out_idx + n);
+    }
     for (int64_t q = 0; q < n; ++q) out_val[q] = acc_[static_cast<int64_t>(out_idx[q])];
     return n;
   }
 
   int64_t n_cols_;
-  std::vector<int64_t> key_;
-  std::vector<int> who_;
-  std::vector<int64_t> pos_;
+  std::vector<Run> runs_, next_;
+  std::vector<I> bi_[2];
+  std::vector<V> bv_[2];
   std::vector<int64_t> mark_;
   std::vector<V> acc_;
   int64_t stamp_ = -1;

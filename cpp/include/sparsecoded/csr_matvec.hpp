@@ -25,9 +25,12 @@ void csr_matvec(int64_t n_rows, int64_t n_cols, const I* indptr, const I* indice
                 int64_t nnz, const V* x, V* y, int n_threads) {
   KernelError err;
   const int T = threads_for(nnz + n_rows, n_threads);
-  const std::vector<int64_t> bounds = balanced_row_ranges(n_rows, indptr, T);
-#pragma omp parallel for schedule(static, 1) num_threads(T)
-  for (int t = 0; t < T; ++t) {
+  // a few ranges per thread, handed out dynamically: a thread the OS
+  // preempts (shared machines) does not hold the whole team at the barrier
+  const int P = T == 1 ? 1 : 4 * T;
+  const std::vector<int64_t> bounds = balanced_row_ranges(n_rows, indptr, P);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+  for (int t = 0; t < P; ++t) {
     for (int64_t i = bounds[t]; i < bounds[t + 1]; ++i) {
       int64_t b, e;
       if (!check_row(indptr, indices, i, nnz, n_cols, b, e, err)) break;
@@ -58,9 +61,12 @@ void csr_matvecs(int64_t n_rows, int64_t n_cols, int64_t n_vecs, const I* indptr
   constexpr int64_t TILE = 64 / sizeof(V);  // 8 SSE registers of partial sums
   KernelError err;
   const int T = threads_for((nnz + n_rows) * (n_vecs > 0 ? n_vecs : 1), n_threads);
-  const std::vector<int64_t> bounds = balanced_row_ranges(n_rows, indptr, T);
-#pragma omp parallel for schedule(static, 1) num_threads(T)
-  for (int t = 0; t < T; ++t) {
+  // a few ranges per thread, handed out dynamically: a thread the OS
+  // preempts (shared machines) does not hold the whole team at the barrier
+  const int P = T == 1 ? 1 : 4 * T;
+  const std::vector<int64_t> bounds = balanced_row_ranges(n_rows, indptr, P);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
+  for (int t = 0; t < P; ++t) {
     for (int64_t i = bounds[t]; i < bounds[t + 1]; ++i) {
       int64_t b, e;
       if (!check_row(indptr, indices, i, nnz, n_cols, b, e, err)) break;
