@@ -1,0 +1,491 @@
+"""LocalPool: exact results, cancellation, crashes, leaks, shutdown, bad input.
+
+Most tests share one module-wide pool (starting spawn workers costs seconds on
+the shared CI machine); tests that break or close a pool start their own.
+Timing bounds are loose on purpose: the machine is small and shared.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sparsecoded.errors import NotEnoughWorkers, PoolClosed
+from sparsecoded.localpool import SHM_PREFIX, LocalPool
+from sparsecoded.pool import compute
+from sparsecoded.stragglers import Action
+
+N = 4
+LINUX = os.path.isdir("/proc/self/fd") and os.path.isdir("/dev/shm")
+needs_linux = pytest.mark.skipif(not LINUX, reason="counts /proc/self/fd and /dev/shm")
+
+
+def everyone(n_results):
+    return lambda results: len(results) >= n_results
+
+
+def block(rng, n_rows, n_cols, dtype=np.float64, density=0.3):
+    return sp.random_array(
+        (n_rows, n_cols), density=density, random_state=rng, format="csr", dtype=dtype
+    )
+
+
+def our_segments(pid=None):
+    prefix = f"{SHM_PREFIX}{os.getpid() if pid is None else pid}_"
+    return sorted(name for name in os.listdir("/dev/shm") if name.startswith(prefix))
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def gone(pid):
+    """True once process ``pid`` has exited (a zombie counts: it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(predicate, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with LocalPool(N, timeout=30) as p:
+        yield p
+
+
+@pytest.fixture
+def job(pool, request):
+    """A fresh job key, dropped after the test."""
+    key = request.node.name
+    yield key
+    if not pool.closed:
+        pool.drop(key)
+
+
+# ----------------------------------------------------------------------------- exact results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_cols", [None, 3])
+def test_matvec_exact_heterogeneous(pool, job, rng, dtype, n_cols):
+    # worker 0 holds three blocks, worker 2 none; one block is a csr_matrix with int64
+    # indices, one is COO (converted once), one is dense, one has no nonzero at all
+    wide = block(rng, 7, 9, dtype)
+    wide64 = sp.csr_matrix(
+        (wide.data, wide.indices.astype(np.int64), wide.indptr.astype(np.int64)), shape=wide.shape
+    )
+    payloads = [
+        [block(rng, 5, 9, dtype), wide64, sp.csr_array((4, 9), dtype=dtype)],
+        [block(rng, 6, 9, dtype).tocoo()],
+        [],
+        [block(rng, 5, 9, dtype).toarray()],
+    ]
+    pool.place(job, payloads)
+    x = rng.standard_normal(9 if n_cols is None else (9, n_cols)).astype(dtype)
+    r = pool.run(job, "matvec", x, enough=everyone(5))
+    assert sorted(r.results) == [(0, 0), (0, 1), (0, 2), (1, 0), (3, 0)]
+    for (w, s), got in r.results.items():
+        payload = payloads[w][s]
+        # the pool moves bits, it does not change them: identical to computing here
+        np.testing.assert_array_equal(got, compute("matvec", sp.csr_array(payload), x))
+        np.testing.assert_allclose(got, payload @ x, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        assert got.dtype == np.dtype(dtype)
+        assert got.shape == (payload.shape[0],) + (() if n_cols is None else (n_cols,))
+    # slots of one worker arrive in their order
+    assert [k for k in r.order if k[0] == 0] == [(0, 0), (0, 1), (0, 2)]
+    assert r.answered == sorted(r.answered, key=[k[0] for k in r.order].index)
+    assert set(r.compute_seconds) == set(r.results)
+    assert r.cancelled == []
+    assert r.dead == []
+
+
+def test_operand_grows_and_mixed_precision(pool, job, rng):
+    # a float32 block against a float64 operand gives float64; a larger operand and
+    # larger results move to larger segments without changing any result
+    a = block(rng, 40, 30, np.float32)
+    pool.place(job, [[a]] * N)
+    for n_cols in (None, 1, 200, 2):
+        x = rng.standard_normal(30 if n_cols is None else (30, n_cols))
+        r = pool.run(job, "matvec", x, enough=everyone(N))
+        for got in r.results.values():
+            np.testing.assert_array_equal(got, compute("matvec", a, x))
+            assert got.dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmat_exact(pool, job, rng, dtype):
+    pairs = [[(block(rng, 6, 8, dtype), block(rng, 8, 5, dtype))] for _ in range(N)]
+    pairs[1].append((block(rng, 3, 8, dtype), block(rng, 8, 5, dtype, density=1.0).toarray()))
+    pool.place(job, pairs)
+    r = pool.run(job, "matmat", None, enough=everyone(N + 1))
+    assert len(r.results) == N + 1
+    for (w, s), got in r.results.items():
+        a, b = pairs[w][s]
+        want = (a @ b).toarray() if sp.issparse(a @ b) else a @ b
+        got = got.toarray() if sp.issparse(got) else got
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_jobs_coexist_and_drop(pool, rng):
+    a, b = block(rng, 4, 6), block(rng, 3, 5)
+    pool.place("first", [[a]] * N)
+    pool.place("second", [[b]] * N)
+    before = our_segments() if LINUX else []
+    x, y = rng.standard_normal(6), rng.standard_normal(5)
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            pool.run("first", "matvec", x, enough=everyone(N)).results[(2, 0)], a @ x
+        )
+        np.testing.assert_array_equal(
+            pool.run("second", "matvec", y, enough=everyone(N)).results[(2, 0)], b @ y
+        )
+    pool.place("second", [[a]] * N)  # replaced: new payloads under the same key
+    np.testing.assert_array_equal(
+        pool.run("second", "matvec", x, enough=everyone(N)).results[(1, 0)], a @ x
+    )
+    pool.drop("first")
+    pool.drop("first")  # dropping twice is harmless
+    with pytest.raises(ValueError, match="job 'first' is not placed"):
+        pool.run("first", "matvec", x, enough=everyone(N))
+    if LINUX:
+        assert len(our_segments()) == len(before) - N
+    pool.drop("second")
+
+
+# ----------------------------------------------------------------------------- heterogeneous
+
+
+def test_partial_work_of_a_slow_device_counts(pool, job, rng):
+    # worker 0 computes a tiny block, then a heavy one: the tiny result must be sent
+    # before the heavy one is computed, and count on its own
+    n, m = 2000, 256
+    tiny = [block(rng, 5, n) for _ in range(N)]
+    heavy = block(rng, 2000, n, density=0.2)
+    pool.place(job, [[tiny[0], heavy]] + [[t] for t in tiny[1:]])
+    x = rng.standard_normal((n, m))
+    pool.run(job, "matvec", x, enough=everyone(N + 1))  # warm: every worker is up
+
+    r = pool.run(job, "matvec", x, enough=everyone(N + 1))
+    arrival, secs = r.extra["arrival"], r.compute_seconds
+    assert secs[(0, 1)] > 0.05, "the heavy block is too light to tell anything"
+    # sent as soon as done: the tiny result arrived a heavy computation earlier
+    assert arrival[(0, 1)] - arrival[(0, 0)] > 0.5 * secs[(0, 1)]
+    np.testing.assert_allclose(r.results[(0, 1)], heavy @ x, rtol=1e-12)
+
+    firsts = {(w, 0) for w in range(N)}
+    r = pool.run(job, "matvec", x, enough=lambda res: firsts <= res.keys())
+    assert set(r.results) == firsts
+    assert r.cancelled == [0]
+    assert 0 in r.answered
+    np.testing.assert_allclose(r.results[(0, 0)], tiny[0] @ x, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- stragglers
+
+
+def test_delayed_workers_are_cancelled_and_leave_no_stale_answer(pool, job, rng):
+    blocks = [block(rng, 6, 7) for _ in range(N)]
+    pool.place(job, [[b] for b in blocks])
+    x = rng.standard_normal(7)
+    pool.run(job, "matvec", x, enough=everyone(N))  # warm
+    actions = [Action(delay=2.0), Action(delay=2.0), Action(), Action()]
+    t0 = time.perf_counter()
+    r = pool.run(
+        job, "matvec", x, enough=lambda res: {(2, 0), (3, 0)} <= res.keys(), actions=actions
+    )
+    assert time.perf_counter() - t0 < 1.0
+    assert r.cancelled == [0, 1]
+    assert sorted(r.results) == [(2, 0), (3, 0)]
+    # the cancelled workers stop sleeping at once: a round needing everyone is quick,
+    # and every answer is for the new operand, none left over from the last round
+    for _ in range(3):
+        y = rng.standard_normal(7)
+        t0 = time.perf_counter()
+        r = pool.run(job, "matvec", y, enough=everyone(N))
+        assert time.perf_counter() - t0 < 1.0
+        for w in range(N):
+            np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ y)
+
+
+def test_crash_mid_round_then_respawn(pool, job, rng):
+    blocks = [block(rng, 6, 7) for _ in range(N)]
+    pool.place(job, [[b] for b in blocks])
+    x = rng.standard_normal(7)
+    pids = pool.pids
+    # the survivors wait a little, so the deaths are seen before the round is decided
+    actions = [Action(crash=True), Action(delay=0.3), Action(crash=True), Action(delay=0.3)]
+    r = pool.run(job, "matvec", x, enough=everyone(2), actions=actions)
+    assert r.dead == [0, 2]
+    assert sorted(r.results) == [(1, 0), (3, 0)]
+    for w in (1, 3):
+        np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ x)
+    assert wait_until(lambda: gone(pids[0]) and gone(pids[2]), 5)
+    # respawned, payloads placed again: everyone answers the next round
+    new = pool.pids
+    assert [new[w] == pids[w] for w in range(N)] == [False, True, False, True]
+    r = pool.run(job, "matvec", x, enough=everyone(N))
+    assert r.dead == []
+    assert sorted(r.answered) == list(range(N))
+    for w in range(N):
+        np.testing.assert_array_equal(r.results[(w, 0)], blocks[w] @ x)
+
+
+def test_too_many_dead_raises_quickly_naming_them(pool, job, rng):
+    pool.place(job, [[block(rng, 3, 4)] for _ in range(N)])
+    x = rng.standard_normal(4)
+    actions = [Action(crash=True)] * 3 + [Action()]
+    t0 = time.perf_counter()
+    with pytest.raises(NotEnoughWorkers, match=r"1 of 4 workers answered") as info:
+        pool.run(job, "matvec", x, enough=everyone(2), actions=actions, timeout=30)
+    assert time.perf_counter() - t0 < 10  # no wait for the timeout
+    assert "dead workers: [0, 1, 2]" in str(info.value)
+    assert info.value.dead == [0, 1, 2]
+    assert info.value.answered == [3]
+
+
+def test_timeout_raises_and_cancels(pool, job, rng):
+    pool.place(job, [[block(rng, 3, 4)] for _ in range(N)])
+    x = rng.standard_normal(4)
+    pool.run(job, "matvec", x, enough=everyone(N))  # warm: respawned workers are up
+    t0 = time.perf_counter()
+    with pytest.raises(NotEnoughWorkers, match=r"timed out after 0.3 s: 2 of 4 workers answered"):
+        pool.run(
+            job, "matvec", x, enough=everyone(N), actions=[Action(delay=5.0)] * 2 + [Action()] * 2,
+            timeout=0.3,
+        )  # fmt: skip
+    assert 0.3 <= time.perf_counter() - t0 < 2.0
+    t0 = time.perf_counter()
+    pool.run(job, "matvec", x, enough=everyone(N))  # the slow ones were cancelled
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_worker_exception_reaches_the_master(pool, job, rng):
+    pool.place(job, [[(block(rng, 3, 4), block(rng, 5, 2))]] * N)  # inner sizes differ
+    with pytest.raises(ValueError, match="mismatch") as info:
+        pool.run(job, "matmat", None, enough=everyone(N))
+    if sys.version_info >= (3, 11):
+        assert "in LocalPool worker" in "".join(info.value.__notes__)
+
+
+def test_exception_in_enough_keeps_the_pool(pool, job, rng):
+    a = block(rng, 3, 4)
+    pool.place(job, [[a]] * N)
+    x = rng.standard_normal(4)
+
+    def broken(results):
+        raise ZeroDivisionError("decoder bug")
+
+    with pytest.raises(ZeroDivisionError, match="decoder bug"):
+        pool.run(job, "matvec", x, enough=broken)
+    r = pool.run(job, "matvec", x, enough=everyone(N))
+    np.testing.assert_array_equal(r.results[(3, 0)], a @ x)
+
+
+@needs_linux
+def test_worker_killed_between_rounds_is_respawned(pool, job, rng):
+    a = block(rng, 3, 4)
+    pool.place(job, [[a]] * N)
+    x = rng.standard_normal(4)
+    pid = pool.pids[1]
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: gone(pid), 5)
+    r = pool.run(job, "matvec", x, enough=everyone(N))
+    assert r.extra["died_between_rounds"] == [1]
+    assert r.dead == []
+    np.testing.assert_array_equal(r.results[(1, 0)], a @ x)
+
+
+# ----------------------------------------------------------------------------- resources
+
+
+@needs_linux
+def test_rounds_leak_neither_fds_nor_segments(pool, job, rng):
+    a = block(rng, 4, 5)
+    pool.place(job, [[a]] * N)
+    x = rng.standard_normal(5)
+    pool.run(job, "matvec", x, enough=everyone(N))
+    fds, segments = open_fds(), our_segments()
+    for i in range(1000):
+        r = pool.run(job, "matvec", x, enough=everyone(N - 1 if i % 2 else N))
+    assert open_fds() == fds
+    assert our_segments() == segments
+    np.testing.assert_array_equal(r.results[(0, 0)], a @ x)
+    # a crash and its respawn do not leak either
+    pool.run(
+        job, "matvec", x, enough=everyone(N - 1), actions=[Action(crash=True)] + [Action()] * 3
+    )
+    pool.run(job, "matvec", x, enough=everyone(N))
+    assert open_fds() == fds
+    assert our_segments() == segments
+
+
+@needs_linux
+def test_close_leaves_no_process_and_no_segment(rng):
+    before = set(our_segments())
+    pool = LocalPool(2, timeout=30)
+    pids = pool.pids
+    pool.place("j", [[block(rng, 3, 4)], [block(rng, 3, 4)]])
+    pool.run("j", "matvec", np.ones(4), enough=everyone(2))
+    ours = set(our_segments()) - before
+    assert len(ours) >= 5  # counter, operand, 2 result areas, 2 payloads
+    pool.close()
+    pool.close()  # idempotent
+    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
+    assert all(gone(p) for p in pids)
+    assert not ours & set(our_segments())
+
+
+def test_closed_pool_raises(rng):
+    with LocalPool(1, timeout=30) as pool:
+        pool.place("j", [[block(rng, 2, 2)]])
+    assert pool.closed
+    with pytest.raises(PoolClosed, match="closed"):
+        pool.run("j", "matvec", np.ones(2), enough=everyone(1))
+    with pytest.raises(PoolClosed):
+        pool.place("j", [[block(rng, 2, 2)]])
+    with pytest.raises(PoolClosed):
+        pool.drop("j")
+    with pytest.raises(PoolClosed), pool:
+        pass
+
+
+@needs_linux
+def test_keyboard_interrupt_during_a_round_leaves_nothing(rng):
+    before = set(our_segments())
+    pool = LocalPool(2, timeout=30)
+    pids = pool.pids
+    pool.place("j", [[block(rng, 3, 4)], [block(rng, 3, 4)]])
+    ours = set(our_segments()) - before
+
+    def interrupted(results):
+        raise KeyboardInterrupt
+
+    # no ``with``: the round itself must clean up, the worker 1 still sleeping
+    with pytest.raises(KeyboardInterrupt):
+        pool.run(
+            "j", "matvec", np.ones(4), enough=interrupted, actions=[Action(), Action(delay=30)]
+        )
+    assert pool.closed
+    assert wait_until(lambda: all(gone(p) for p in pids), 5)
+    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
+    assert not ours & set(our_segments())
+    with pytest.raises(PoolClosed, match="KeyboardInterrupt"):
+        pool.run("j", "matvec", np.ones(4), enough=everyone(2))
+
+
+_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, scipy.sparse as sp
+    from sparsecoded.localpool import LocalPool
+    from sparsecoded.stragglers import Action
+
+    if __name__ == "__main__":
+        pool = LocalPool(2, timeout=60)
+        pool.place("j", [[sp.identity(3, format="csr")]] * 2)
+        print(*pool.pids, flush=True)
+        pool.run("j", "matvec", np.ones(3), enough=lambda r: False, actions=[Action(delay=60)] * 2)
+    """
+)
+
+
+@pytest.mark.slow
+@needs_linux
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_master_stopped_from_outside_leaves_nothing(tmp_path, how):
+    script = tmp_path / "master.py"
+    script.write_text(_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal would give it
+    )
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 2, proc.stderr.read()
+        assert wait_until(lambda: len(our_segments(proc.pid)) >= 5, 10)
+        time.sleep(0.3)  # inside the round
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        else:
+            proc.kill()
+        proc.wait(20)
+        stderr = proc.stderr.read()
+        assert wait_until(lambda: all(gone(p) for p in pids), 10)
+        assert wait_until(lambda: not our_segments(proc.pid), 10)
+        if how == "ctrl-c":
+            assert "KeyboardInterrupt" in stderr
+            assert "leaked" not in stderr  # the master cleaned up, not the resource tracker
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input(pool, job, rng):
+    a = block(rng, 3, 4)
+    with pytest.raises(ValueError, match="payloads has 3 entries, expected n_workers = 4"):
+        pool.place(job, [[a]] * 3)
+    with pytest.raises(TypeError, match=r"payloads\[1\] is a csr_array, expected a list"):
+        pool.place(job, [[a], a, [a], [a]])
+    with pytest.raises(TypeError, match=r"payloads\[0\]\[0\] is a str"):
+        pool.place(job, [["block"], [a], [a], [a]])
+    pool.place(job, [[a]] * N)
+    x = np.ones(4)
+    with pytest.raises(ValueError, match=r"unknown op 'matmul', expected one of \('matvec'"):
+        pool.run(job, "matmul", x, enough=everyone(N))
+    with pytest.raises(ValueError, match="operand has dtype int64, expected float32 or float64"):
+        pool.run(job, "matvec", np.ones(4, dtype=np.int64), enough=everyone(N))
+    with pytest.raises(ValueError, match="operand has dtype complex128"):
+        pool.run(job, "matvec", np.ones(4, dtype=complex), enough=everyone(N))
+    with pytest.raises(ValueError, match=r"operand has 5 rows, expected 4"):
+        pool.run(job, "matvec", np.ones(5), enough=everyone(N))
+    with pytest.raises(ValueError, match="operand has 3 dimensions, expected 1"):
+        pool.run(job, "matvec", np.ones((4, 1, 1)), enough=everyone(N))
+    with pytest.raises(ValueError, match="needs an operand"):
+        pool.run(job, "matvec", None, enough=everyone(N))
+    with pytest.raises(ValueError, match=r"op 'matmat' needs a pair .* found a csr_array"):
+        pool.run(job, "matmat", None, enough=everyone(N))
+    with pytest.raises(ValueError, match="actions has 2 entries, expected n_workers = 4"):
+        pool.run(job, "matvec", x, enough=everyone(N), actions=[Action()] * 2)
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got 0"):
+        pool.run(job, "matvec", x, enough=everyone(N), timeout=0)
+    with pytest.raises(ValueError, match="job 'nope' is not placed"):
+        pool.run("nope", "matvec", x, enough=everyone(N))
+    # nothing above broke the pool
+    np.testing.assert_array_equal(
+        pool.run(job, "matvec", x, enough=everyone(N)).results[(0, 0)], a @ x
+    )
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="n_workers must be >= 1, got 0"):
+        LocalPool(0)
+    with pytest.raises(TypeError, match="n_workers must be an int, got float"):
+        LocalPool(2.0)
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got -1"):
+        LocalPool(1, timeout=-1)
