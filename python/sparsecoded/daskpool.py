@@ -793,7 +793,13 @@ def ssh_pool(
     }
     scheduler = {
         "cls": distributed.Scheduler,
-        "options": {"host": scheduler_host, "port": 0, "dashboard_address": None},
+        "options": {
+            "host": scheduler_host,
+            "port": 0,
+            "dashboard": False,
+            # its HTTP endpoints (health, metrics) start anyway: any free port, local only
+            "dashboard_address": "127.0.0.1:0",
+        },
     }
     cluster = SpecCluster(workers, scheduler, name="sparsecoded-ssh")
     client = None

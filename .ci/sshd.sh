@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A throw-away OpenSSH server for the SSH tests (root, Debian-like machine).
+#
+#   bash .ci/sshd.sh start   # prints "export SSHD_DIR=... SSHD_PORT=... SSHD_ADDR=... SSHD_PID=..."
+#   bash .ci/sshd.sh stop    # kills that sshd by its PID
+#
+# It listens on 127.0.0.1 only, accepts only the key it generates (no
+# passwords, no keyboard-interactive), and its host key is pinned in a
+# known_hosts file of its own: nothing in ~/.ssh is read or changed.
+# The package's own system sshd on port 22 is never started.
+set -euo pipefail
+
+SSHD_DIR=${SSHD_DIR:-$HOME/.sparsecoded-ci-sshd}
+SSHD_PORT=${SSHD_PORT:-2322}
+SSHD_ADDR=127.0.0.1
+action=${1:-start}
+
+stop() {
+  if [ -s "$SSHD_DIR/sshd.pid" ]; then
+    kill "$(cat "$SSHD_DIR/sshd.pid")" 2>/dev/null || true
+    rm -f "$SSHD_DIR/sshd.pid"
+  fi
+}
+
+case "$action" in
+  stop) stop; exit 0 ;;
+  start) ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
+
+if [ ! -x /usr/sbin/sshd ]; then
+  # policy-rc.d answering 101 tells the package scripts not to start services,
+  # so installing openssh-server does not bring up sshd on 0.0.0.0:22
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    openssh-server openssh-client > /dev/null
+  if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if command -v systemctl > /dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now ssh.service ssh.socket 2> /dev/null || true
+  fi
+fi
+
+# sshd refuses public-key logins to a locked account ("!" in the shadow
+# password field) when PAM is off; "*" means no password and not locked
+if [ "$(id -u)" = 0 ] && getent shadow root | cut -d: -f2 | grep -q '^!'; then
+  usermod -p '*' root
+fi
+
+stop  # a leftover from an earlier run of this script
+mkdir -p /run/sshd "$SSHD_DIR"  # /run/sshd: sshd's privilege-separation directory
+chmod 700 "$SSHD_DIR"           # StrictModes: key files in a private directory
+[ -f "$SSHD_DIR/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C sparsecoded-ci-host -f "$SSHD_DIR/host_ed25519"
+[ -f "$SSHD_DIR/client_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C sparsecoded-ci-client -f "$SSHD_DIR/client_ed25519"
+install -m 600 "$SSHD_DIR/client_ed25519.pub" "$SSHD_DIR/authorized_keys"
+host_key=$(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")
+# clients may say 127.0.0.1 or localhost; a non-standard port is written [host]:port
+echo "[127.0.0.1]:$SSHD_PORT,[localhost]:$SSHD_PORT $host_key" > "$SSHD_DIR/known_hosts"
+
+cat > "$SSHD_DIR/sshd_config" << EOF
+ListenAddress $SSHD_ADDR
+Port $SSHD_PORT
+HostKey $SSHD_DIR/host_ed25519
+PidFile $SSHD_DIR/sshd.pid
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+AuthenticationMethods publickey
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+X11Forwarding no
+AllowTcpForwarding no
+AllowAgentForwarding no
+PermitTunnel no
+# Dask opens one connection per worker, at once
+MaxStartups 64:30:128
+MaxSessions 64
+LogLevel ERROR
+EOF
+/usr/sbin/sshd -t -f "$SSHD_DIR/sshd_config"
+/usr/sbin/sshd -f "$SSHD_DIR/sshd_config" -E "$SSHD_DIR/sshd.log"  # forks into the background
+for _ in $(seq 50); do
+  [ -s "$SSHD_DIR/sshd.pid" ] && break
+  sleep 0.1
+done
+# one real login with the pinned host key proves the setup end to end
+ssh -q -p "$SSHD_PORT" -i "$SSHD_DIR/client_ed25519" -o IdentitiesOnly=yes \
+  -o UserKnownHostsFile="$SSHD_DIR/known_hosts" -o StrictHostKeyChecking=yes \
+  -o BatchMode=yes -o ConnectTimeout=10 "root@$SSHD_ADDR" true
+echo "export SSHD_DIR=$SSHD_DIR SSHD_PORT=$SSHD_PORT SSHD_ADDR=$SSHD_ADDR SSHD_PID=$(cat "$SSHD_DIR/sshd.pid")"
