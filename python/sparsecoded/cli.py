@@ -96,6 +96,9 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
                    help="straggler delay / exponential shift, seconds (default 0.5)")
     g.add_argument("--timeout", type=float, default=60.0,
                    help="pool round timeout, seconds (default 60)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="encode-time: threads of the encoding kernel (default 1, like the "
+                   "dense baseline's BLAS with --blas-threads 1)")
     g.add_argument("--no-dense", action="store_true",
                    help="encode-time: skip the dense-array MDS baseline")
     g.add_argument("--dense-limit-mb", type=float, default=4096,

@@ -535,7 +535,7 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
                 samples, nnz = [], 0
                 for _ in range(args.reps):
                     t0 = time.perf_counter()
-                    blocks = kernels.encode_row_blocks(A, E)
+                    blocks = kernels.encode_row_blocks(A, E, n_threads=args.threads)
                     samples.append(time.perf_counter() - t0)
                     nnz = int(sum(b.nnz for b in blocks))
                     del blocks
@@ -590,9 +590,8 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
         },
         "sweep": sweep,
         "mode": MODE_SIMULATED,
-        "encode_threads": kernels.resolve_threads(None)
-        if hasattr(kernels, "resolve_threads")
-        else None,
+        "encode_threads": kernels.resolve_threads(args.threads),
+        "dense_baseline_blas_threads": args.blas_threads,
     }
 
 
