@@ -54,6 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
+from .decode import Decoder
 from .pool import compute
 from .stragglers import Action, Crash, FixedDelay, ShiftedExponential, StragglerModel
 
@@ -698,6 +699,7 @@ def _round(op: Any, x: np.ndarray, y_ref: np.ndarray) -> dict[str, Any]:
         "decode_cached": rep.decode_cached,
         "compute_seconds": {str(k): v for k, v in rep.compute_seconds.items()},
         "mode": rep.mode,
+        "round_index": rep.round_index,
     }
 
 
@@ -760,6 +762,10 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
             per_model: dict[str, Any] = {}
             op = CodedMatVec(A, code, pool)
             encode_seconds = op.report.encode_seconds
+            cpu_times = None
+            if mode == MODE_SIMULATED:
+                cpu_times = measure_workers(A, code, x, args.reps, clock="cpu")["worker_times"]
+                decoder = Decoder(code.encoding)
             for model_name in models:
                 rows = []
                 for j in counts:
@@ -776,22 +782,25 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
                     for _ in range(args.rounds):
                         rounds.append(_round(op, x, y_ref))
                         bar.update(1)
-                    rows.append(
-                        {
-                            "stragglers": j,
-                            "straggler_workers": slow,
-                            "beyond_tolerance": j > s,
-                            "model": repr(model) if model else "none",
-                            **_summarise(rounds),
-                            "rounds": rounds,
-                            "warmup_rounds": warm,
-                            "mode": mode,
-                        }
-                    )
-                base = rows[0].get("completion_seconds_median")
-                for r in rows:
-                    c = r.get("completion_seconds_median")
-                    r["ratio_to_no_stragglers"] = c / base if (c is not None and base) else None
+                    row = {
+                        "stragglers": j,
+                        "straggler_workers": slow,
+                        "beyond_tolerance": j > s,
+                        "model": repr(model) if model else "none",
+                        **_summarise(rounds),
+                        "rounds": rounds,
+                        "warmup_rounds": warm,
+                        "mode": mode,
+                    }
+                    if cpu_times is not None:
+                        row.update(_replay_cpu(cpu_times, model, decoder, args.rounds, rounds))
+                    rows.append(row)
+                for key in ("completion_seconds_median", "cpu_replay_completion_seconds_median"):
+                    base = rows[0].get(key)
+                    for r in rows:
+                        c = r.get(key)
+                        name = "ratio_to_no_stragglers" + ("_cpu_replay" if "cpu" in key else "")
+                        r[name] = c / base if (c is not None and base) else None
                 per_model[model_name] = rows
             op.close()
             results[scheme] = {
@@ -806,7 +815,9 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
             at_s = rows[min(s, len(rows) - 1)]
             headline[model_name] = {
                 "ratio_at_s": at_s["ratio_to_no_stragglers"],
+                "ratio_at_s_cpu_replay": at_s.get("ratio_to_no_stragglers_cpu_replay"),
                 "decode_share_at_s": at_s.get("decode_share_median"),
+                "decode_share_at_s_cpu_replay": at_s.get("cpu_replay_decode_share"),
             }
     return {
         "input": inp.meta,
@@ -826,6 +837,49 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _replay_cpu(
+    cpu_times: Sequence[float | None],
+    model: StragglerModel | None,
+    decoder: Any,
+    n_rounds: int,
+    rounds: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Completion from per-worker CPU times: the round replayed without the machine's noise.
+
+    Worker ``w`` answers at ``delay_w + cpu_w`` (its CPU time measured alone);
+    results are taken in that order until the decoder accepts the responders,
+    as the job does.  The decode time of the real rounds is added.
+    """
+    times = []
+    # the same round indices as the real rounds, so random models draw the same delays
+    indices = [q["round_index"] for q in rounds if q.get("round_index") is not None]
+    for r in indices if len(indices) == n_rounds else range(n_rounds):
+        events = []
+        for w, t in enumerate(cpu_times):
+            act = model.action(w, r) if model is not None else Action()
+            if t is not None and not act.crash:
+                events.append((act.delay + t, w))
+        events.sort()
+        got: list[int] = []
+        done = None
+        for at, w in events:
+            got.append(w)
+            if len(got) >= decoder.k:
+                plan = decoder.plan(got)
+                if decoder.acceptable(plan) or (plan is not None and len(got) == len(events)):
+                    done = at
+                    break
+        times.append(done)
+    ok = [t for t in times if t is not None]
+    decode = [q["decode_seconds"] for q in rounds if q["ok"]]
+    dec = statistics.median(decode) if decode else 0.0
+    return {
+        "cpu_replay_round_seconds": times,
+        "cpu_replay_completion_seconds_median": statistics.median(ok) + dec if ok else None,
+        "cpu_replay_decode_share": dec / (statistics.median(ok) + dec) if ok else None,
+    }
+
+
 def plot_completion(result: dict[str, Any], path: str) -> None:
     plt = _pyplot()
     models = result["models"]
@@ -839,7 +893,14 @@ def plot_completion(result: dict[str, Any], path: str) -> None:
                 for q in rows
                 if q.get("completion_seconds_median") is not None
             ]
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme} (w={r['weight']})")
+            ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme} (w={r['weight']}), rounds")
+            key = "cpu_replay_completion_seconds_median"
+            cx = [q["stragglers"] for q in rows if q.get(key) is not None]
+            cy = [q[key] * 1e3 for q in rows if q.get(key) is not None]
+            if cx:
+                ax.plot(
+                    cx, cy, "s--", color=f"C{i}", alpha=0.6, ms=4, label=f"{scheme}, CPU replay"
+                )
             fails = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is None]
             for f in fails:
                 ax.axvline(f, color=f"C{i}", ls=":", lw=1)
@@ -1425,6 +1486,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
                     "fail"
                     if q.get("completion_seconds_median") is None
                     else f"{q['completion_seconds_median'] * 1e3:.1f}"
+                    + (
+                        f"({q['cpu_replay_completion_seconds_median'] * 1e3:.1f})"
+                        if q.get("cpu_replay_completion_seconds_median") is not None
+                        else ""
+                    )
                     for q in rows
                 ]
                 out.append(f"  {s:<8} {m:<9} ms by stragglers 0..: " + " ".join(cells))
