@@ -1174,7 +1174,8 @@ def plot_iterative(result: dict[str, Any], path: str) -> None:
     a1.set_ylabel("eigenvalue relative error")
     a1.legend(fontsize=8)
     a2.set_xlabel("iteration")
-    a2.set_ylabel(f"iteration time (ms, {result['mode']})")
+    a2.set_yscale("log")
+    a2.set_ylabel(f"iteration time (ms, {result['mode']}, log)")
     a2.legend(fontsize=8)
     fig.suptitle(
         f"Power iteration on {result['input'].get('name', 'random')} "
