@@ -1276,7 +1276,7 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
                     for _ in range(args.rounds):
                         r = _round(op, x, y_ref)
                         if r["ok"]:
-                            r.update(_partial_work(op, owner, caps))
+                            r.update(_partial_work(op, owner, code.encoding))
                         rounds.append(r)
                         bar.update(1)
                     summary = _summarise(rounds)
@@ -1320,13 +1320,15 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _partial_work(op: Any, owner: np.ndarray, caps: Sequence[int]) -> dict[str, Any]:
+def _partial_work(op: Any, owner: np.ndarray, encoding: Any) -> dict[str, Any]:
     """Which decoded results came from devices that had not finished all their blocks."""
+    weights = np.diff(sp.csr_array(encoding).indptr)
+    blocks = np.bincount(owner[weights > 0], minlength=int(owner.max()) + 1)
     used = [int(r) for r in op.report.rows_used]
     per_dev: dict[int, int] = {}
     for r in used:
         per_dev[int(owner[r])] = per_dev.get(int(owner[r]), 0) + 1
-    partial = {d: c for d, c in per_dev.items() if c < caps[d]}
+    partial = {d: c for d, c in per_dev.items() if c < blocks[d]}
     return {
         "results_used_per_device": {str(d): c for d, c in sorted(per_dev.items())},
         "partial_devices": sorted(partial),
