@@ -484,6 +484,21 @@ def plot_worker_time(result: dict[str, Any], path: str) -> None:
             ys = [q["ratios"][f"{name}/sparse"] for q in sweep if f"{name}/sparse" in q["ratios"]]
             ax.plot(xs, ys, "o-", label=f"{name} / sparse")
         ax.axhline(1.0, color="gray", lw=0.8)
+        if "mds" in names:
+            q0 = [q for q in sweep if "mds/sparse" in q["nnz_ratios"]]
+            ax.plot(
+                [q[xs_key] for q in q0],
+                [q["nnz_ratios"]["mds/sparse"] for q in q0],
+                "k:",
+                label="mds / sparse nonzeros",
+            )
+            ax.plot(
+                [q[xs_key] for q in q0],
+                [0.8 * q["k"] / q["schemes"]["sparse"]["weight"] for q in q0],
+                "k--",
+                lw=0.8,
+                label="target 0.8 k / w",
+            )
         if xs_key == "density":
             ax.set_xscale("log")
         ax.set_xlabel(xs_key)
