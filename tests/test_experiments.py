@@ -223,3 +223,13 @@ def test_worker_time_matrix_matrix(tmp_path):
     sparse, mds = rec["schemes"]["sparse"], rec["schemes"]["mds"]
     assert (mds["weight_a"], mds["weight_b"]) == (2, 3)
     assert sparse["weight_a"] * sparse["weight_b"] == sparse["weight"] < mds["weight"]
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    argv = ["experiment", "stability", "--workers", "5", "--stragglers", "1", "--no-progress"]
+    assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "pip install 'sparsecoded[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
