@@ -315,3 +315,14 @@ def test_random_layout_conditions_better_at_n100():
 def test_layout_rejected():
     with pytest.raises(ValueError, match="layout must be 'cyclic' or 'random', got 'band'"):
         design_mv(10, 5, layout="band")
+
+
+def test_sparse_mm_reaches_refined_minimum_small_n():
+    # the full sweep n <= 30 (1492 cases, about 12 min) is in the report
+    for n in range(1, 13):
+        for ka in range(1, n + 1):
+            for kb in range(1, n // ka + 1):
+                code = design_mm(n, ka, kb, seed=0, trials=1)
+                pair = (code.weight_a, code.weight_b)
+                assert pair == bounds.mm_weights(n, ka, kb, refined=True), (n, ka, kb)
+                assert code.fallback == (pair != bounds.mm_weights(n, ka, kb))

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
-from sparsecoded.verify import hall_surplus_test
+from sparsecoded.verify import exact_full_rank, hall_surplus_test
 
 
 def _pitfall(n, k, w, rng):
@@ -147,3 +147,22 @@ def test_mm_sampled_method_and_witness(rng):
     cert = certify(bad)
     assert not cert.straggler_optimal
     assert np.linalg.matrix_rank(bad.product_rows()[list(cert.witness)]) < 4
+
+
+def test_few_but_large_subsets_use_the_flow():
+    # C(300, 299) = 300 subsets, each a 299 x 299 system: prove by flow instead
+    cert = certify(design_mv(300, 299, seed=0, trials=1), samples=4, seed=0)
+    assert (cert.straggler_optimal, cert.method) == (True, "flow")
+    # weight 2: dropping one worker leaves a random bidiagonal system, far too
+    # ill-conditioned for float64 although exactly invertible
+    assert cert.numerically_singular >= 1
+    assert cert.worst_condition == math.inf
+
+
+def test_exact_rank_tells_singular_from_ill_conditioned(rng):
+    ill = np.diag(rng.standard_normal(60)) + 1e4 * np.diag(rng.standard_normal(59), 1)
+    assert np.linalg.matrix_rank(ill) < 60
+    assert exact_full_rank(ill)
+    sing = rng.standard_normal((40, 40))
+    sing[7] = sing[3]
+    assert not exact_full_rank(sing)

@@ -880,7 +880,7 @@ def _mm_layout_ok(a: np.ndarray, b: np.ndarray, rng, *, exhaustive_limit: int) -
     if not np.isfinite(_conds(rows, _sample_subsets(n, big_k, 300, rng))).all():
         return False
     if math.comb(n, big_k) <= exhaustive_limit:
-        return _exhaustive(rows, big_k)[2] is None
+        return _exhaustive(rows, big_k, keep=0)[3] == 0
     return bool(np.isfinite(_conds(rows, _sample_subsets(n, big_k, 2000, rng))).all())
 
 

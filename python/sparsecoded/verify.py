@@ -32,7 +32,7 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow, structural_rank
 
-__all__ = ["Certificate", "certify", "hall_surplus_test", "worst_condition_mv"]
+__all__ = ["Certificate", "certify", "exact_full_rank", "hall_surplus_test", "worst_condition_mv"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -44,7 +44,9 @@ class Certificate:
     Attributes
     ----------
     straggler_optimal : bool
-        Every responder set allowed by the code decodes: any ``k`` workers
+        Every responder set allowed by the code decodes in exact arithmetic
+        (float64-singular systems are re-checked exactly, see
+        :func:`exact_full_rank`): any ``k`` workers
         (MV), any ``k_a k_b`` workers (MM), any ``n - s`` devices
         (heterogeneous, ``s = code.stragglers``).
     method : str
@@ -59,6 +61,11 @@ class Certificate:
         On failure, a set of workers (devices) that cannot decode.
     stragglers : int
         Stragglers the check was made for.
+    numerically_singular : int
+        Responder sets checked whose system float64 cannot solve reliably
+        (condition at numpy's rank tolerance).  They are decodable in exact
+        arithmetic when ``straggler_optimal`` holds, but decoding them in
+        floating point will not be accurate.
     """
 
     straggler_optimal: bool
@@ -67,9 +74,70 @@ class Certificate:
     subsets_checked: int
     witness: tuple[int, ...] | None = None
     stragglers: int = 0
+    numerically_singular: int = 0
 
     def __bool__(self) -> bool:
         return self.straggler_optimal
+
+
+# ---------------------------------------------------------------------------
+# exact rank of float matrices
+
+# A prime below 2**31: products of two residues fit in int64.
+_PRIME = 2_147_483_629
+
+
+def exact_full_rank(m: np.ndarray, prime: int = _PRIME) -> bool:
+    """Whether a square float matrix is nonsingular in exact arithmetic.
+
+    Every float is a dyadic rational ``mantissa * 2**e``; mapping it to
+    ``mantissa * 2**e mod p`` is a ring homomorphism from the dyadic rationals
+    to the integers mod p, so a nonzero determinant mod p proves the matrix
+    nonsingular.  A zero one is reported as singular; it could be a false
+    alarm only if p divides the (exact) determinant's numerator, which for a
+    prime near 2**31 and non-adversarial data is negligible.  Used where
+    float64 calls a matrix singular that the support says is generically
+    invertible: ill-conditioned and singular are then told apart.
+
+    Parameters
+    ----------
+    m : numpy.ndarray
+        Square float64 matrix.
+    prime : int
+        Modulus, below 2**31.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> exact_full_rank(np.array([[1.0, 1.0], [1.0, 1.0 + 2.0**-50]]))
+    True
+    >>> exact_full_rank(np.ones((3, 3)))
+    False
+    """
+    frac, expo = np.frexp(np.asarray(m, dtype=np.float64))
+    mant = (frac * 2.0**53).astype(np.int64)  # exact: |frac| < 1
+    expo = expo.astype(np.int64) - 53
+    res = np.mod(mant, prime)
+    for e in np.unique(expo):
+        sel = expo == e
+        res[sel] = res[sel] * pow(2, int(e), prime) % prime
+    a = res % prime
+    n = a.shape[0]
+    for col in range(n):
+        nz = np.flatnonzero(a[col:, col])
+        if nz.size == 0:
+            return False
+        piv = col + nz[0]
+        if piv != col:
+            a[[col, piv]] = a[[piv, col]]
+        inv = pow(int(a[col, col]), prime - 2, prime)
+        a[col] = a[col] * inv % prime
+        below = a[col + 1 :, col : col + 1]
+        a[col + 1 :] = (a[col + 1 :] - below * a[col]) % prime
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -93,6 +161,11 @@ def _cond_1norm(m: np.ndarray) -> float:
     return math.inf if rcond == 0.0 else 1.0 / rcond
 
 
+# Work limit of an exhaustive MV check (a few seconds of SVDs); beyond it
+# the flow test proves decodability instead.
+EXHAUSTIVE_FLOPS = 2.0e9
+
+
 def _cost(k: int) -> float:
     return float(k) ** 3 * (1.0 if k > LARGE_K else 4.0) + 50.0
 
@@ -102,14 +175,15 @@ def _conds(dense: np.ndarray, subsets: np.ndarray) -> np.ndarray:
 
     2-norm for ``k <= LARGE_K``: singular submatrices (smallest singular value
     at or below ``max(shape) * eps * largest``, numpy's rank tolerance) get
-    ``inf``.  Larger square systems use the 1-norm estimate.
+    ``inf``.  Larger square systems use the 1-norm estimate, with ``inf``
+    from ``1 / (k eps)`` on.
     """
     if subsets.shape[0] == 0:
         return np.empty(0)
     k = dense.shape[1]
     if k > LARGE_K and subsets.shape[1] == k:
         c = np.array([_cond_1norm(dense[sub]) for sub in subsets])
-        c[c >= 1.0 / _EPS] = np.inf  # numerically singular in float64
+        c[c >= 1.0 / (k * _EPS)] = np.inf  # numpy rank tolerance, as for the SVD path
         return c
     out = np.empty(subsets.shape[0])
     chunk = max(1, int(4_000_000 // max(1, subsets.shape[1] * k)))
@@ -133,17 +207,31 @@ def _combinations(n: int, r: int, chunk: int = 8192) -> Iterator[np.ndarray]:
         yield np.asarray(block, dtype=np.int64).reshape(len(block), r)
 
 
-def _exhaustive(dense: np.ndarray, r: int) -> tuple[float, int, tuple[int, ...] | None]:
-    """Worst condition over all r-row subsets, count, first singular subset."""
-    worst, count, witness = 0.0, 0, None
+def _exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int, list, int]:
+    """All r-row subsets: worst condition, count, first ``keep`` singular ones, and how many."""
+    worst, count, singular, n_singular = 0.0, 0, [], 0
     for subs in _combinations(dense.shape[0], r):
         c = _conds(dense, subs)
         count += subs.shape[0]
         bad = np.flatnonzero(~np.isfinite(c))
-        if bad.size and witness is None:
-            witness = tuple(int(i) for i in subs[bad[0]])
+        n_singular += bad.size
+        singular.extend(tuple(int(i) for i in subs[b]) for b in bad[: max(0, keep - len(singular))])
         worst = max(worst, float(c.max()))
-    return worst, count, witness
+    return worst, count, singular, n_singular
+
+
+# float64-singular responder sets checked in exact arithmetic, at most
+_EXACT_CHECKS_SMALL = 1000  # k <= 64: about a millisecond each
+_EXACT_CHECKS_LARGE = 4
+
+
+def _exactly_singular(dense: np.ndarray, subsets: list) -> tuple[tuple[int, ...] | None, int]:
+    """First subset singular in exact arithmetic, and how many were left unchecked."""
+    cap = _EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else _EXACT_CHECKS_LARGE
+    for sub in subsets[:cap]:
+        if not exact_full_rank(dense[list(sub)]):
+            return tuple(sub), 0
+    return None, max(0, len(subsets) - cap)
 
 
 def _sample_subsets(n: int, r: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -349,7 +437,7 @@ def hetero_decodable_supports(
     return True
 
 
-def _hetero_responder_rows(owner: np.ndarray, n: int, s: int, dead: Iterable[int]) -> np.ndarray:
+def _hetero_responder_rows(owner: np.ndarray, dead: Iterable[int]) -> np.ndarray:
     return np.flatnonzero(~np.isin(owner, list(dead)))
 
 
@@ -382,7 +470,7 @@ def _hetero_scan(encoding, owner, n, s, max_subsets, seed):
         method = "sampled"
     worst, count, witness = 0.0, 0, None
     for dead in sets:
-        sub = dense[_hetero_responder_rows(owner, n, s, dead)]
+        sub = dense[_hetero_responder_rows(owner, dead)]
         count += 1
         if sub.shape[0] < k:
             c = math.inf
@@ -414,7 +502,9 @@ def certify(
         Any code, including one built from your own matrix with
         :meth:`MVCode.from_matrix` / :meth:`MMCode.from_matrices`.
     max_subsets : int
-        Enumerate every responder set while there are at most this many.
+        Enumerate every responder set while there are at most this many
+        (for MV also while their factorisations stay under
+        ``EXHAUSTIVE_FLOPS``; the flow test proves the rest).
     samples : int
         Random responder sets used when not enumerating (also for the
         condition estimate of the flow method).
@@ -450,9 +540,18 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
     n, k = e.shape
     s = n - k
     dense = e.toarray()
-    if math.comb(n, k) <= max_subsets:
-        worst, count, witness = _exhaustive(dense, k)
-        return Certificate(witness is None, "exhaustive", worst, count, witness, s)
+    total = math.comb(n, k)
+    # few subsets can still be too much work when k is large (n = 1000, k = 999)
+    if total <= max_subsets and total * _cost(k) <= EXHAUSTIVE_FLOPS:
+        worst, count, singular, n_sing = _exhaustive(dense, k)
+        witness, unchecked = _exactly_singular(dense, singular)
+        unchecked += n_sing - len(singular)
+        if witness is None and unchecked:
+            # too many float64-singular sets to check exactly: the support decides
+            ok, blocks = hall_surplus_test(e, s)
+            if not ok:
+                witness = _flow_witness(e, blocks, s)
+        return Certificate(witness is None, "exhaustive", worst, count, witness, s, n_sing)
     ok, blocks = hall_surplus_test(e, s)
     if not ok:
         return Certificate(False, "flow", math.inf, 0, _flow_witness(e, blocks, s), s)
@@ -462,11 +561,12 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
     subs = np.concatenate([adv, _sample_subsets(n, k, max(0, count - adv.shape[0]), rng)])
     conds = _conds(dense, subs)
     bad = np.flatnonzero(~np.isfinite(conds))
-    if bad.size:
-        # the support is fine but these coefficients are degenerate
-        w = tuple(int(i) for i in subs[bad[0]])
-        return Certificate(False, "flow", math.inf, subs.shape[0], w, s)
-    return Certificate(True, "flow", float(conds.max()), subs.shape[0], None, s)
+    # the support is proven; float64-singular samples are checked exactly to
+    # tell degenerate coefficients from ill-conditioned ones
+    witness, _ = _exactly_singular(dense, [tuple(int(i) for i in subs[b]) for b in bad])
+    return Certificate(
+        witness is None, "flow", float(conds.max()), subs.shape[0], witness, s, int(bad.size)
+    )
 
 
 def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
@@ -494,17 +594,19 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
     n, big_k = rows.shape
     s = n - big_k
     if math.comb(n, big_k) <= max_subsets:
-        worst, count, witness = _exhaustive(rows, big_k)
-        return Certificate(witness is None, "exhaustive", worst, count, witness, s)
+        worst, count, singular, n_sing = _exhaustive(rows, big_k)
+        witness, unchecked = _exactly_singular(rows, singular)
+        unchecked += n_sing - len(singular)
+        ok = witness is None and not unchecked
+        return Certificate(ok, "exhaustive", worst, count, witness, s, n_sing)
     rng = np.random.default_rng(seed)
-    support = sp.csr_array((rows != 0).astype(np.float64))
     adv = _mm_adversarial(code, s, rng)
     subs = np.concatenate([adv, _sample_subsets(n, big_k, samples, rng)])
     conds = _conds(rows, subs)
     bad = np.flatnonzero(~np.isfinite(conds))
-    del support
-    witness = tuple(int(i) for i in subs[bad[0]]) if bad.size else None
-    return Certificate(witness is None, "sampled", float(conds.max()), subs.shape[0], witness, s)
+    witness, unchecked = _exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
+    ok = witness is None and not unchecked
+    return Certificate(ok, "sampled", float(conds.max()), subs.shape[0], witness, s, int(bad.size))
 
 
 def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
