@@ -99,6 +99,8 @@ def test_matmat_sparse_matches_scipy(rng, dtype, index_dtype, m, n, p, da, db):
     if sp.issparse(C):
         assert isinstance(C, sp.csr_array)
         assert C.indices.dtype == index_dtype
+        assert not C.has_sorted_indices  # first-touch order, flagged as such
+        C.sort_indices()  # then no duplicates may remain
         assert_canonical(C)
     np.testing.assert_allclose(dense(C), want, **tol(dtype))
 

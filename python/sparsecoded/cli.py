@@ -121,7 +121,8 @@ def _run_experiment(args: argparse.Namespace) -> int:
     if "numpy" not in sys.modules:  # BLAS reads these once, when numpy loads it
         import os
 
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        # not OMP_NUM_THREADS: it would also bind the OpenMP kernels
+        for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(args.blas_threads))
     from .experiments import run_experiment, summary_lines
 

@@ -71,16 +71,23 @@ def resolve_threads(n_threads: int | None = None) -> int:
     return _core.default_threads() if nt == 0 else nt
 
 
-def _csr_array(shape: tuple[int, int], indptr, indices, data) -> sp.csr_array:
+def _csr_array(
+    shape: tuple[int, int], indptr, indices, data, *, sorted_indices=True
+) -> sp.csr_array:
     """A csr_array over these arrays, no copies and no index downcast.
 
-    The kernels guarantee sorted, distinct indices, so the canonical flag is set.
+    Every kernel output has distinct indices per row; with ``sorted_indices``
+    they are also sorted, and scipy's canonical flag is set accordingly.
     """
     out = sp.csr_array(shape, dtype=data.dtype)
     out.indptr = indptr
     out.indices = indices
     out.data = data
-    out.has_canonical_format = True
+    if sorted_indices:
+        out.has_canonical_format = True
+    else:
+        out.has_canonical_format = False
+        out.has_sorted_indices = False
     return out
 
 
@@ -250,7 +257,9 @@ def matmat(A, B, *, n_threads: int | None = None):
     Returns
     -------
     scipy.sparse.csr_array or ndarray
-        CSR with sorted, distinct indices, or a dense C-ordered ndarray (see above).
+        CSR with distinct but unsorted indices in each row (like scipy's own
+        product; sorting every row would cost more than the product: call
+        ``.sort_indices()`` if needed), or a dense C-ordered ndarray (see above).
 
     Examples
     --------
@@ -288,7 +297,7 @@ def matmat(A, B, *, n_threads: int | None = None):
         indptr = indptr.astype(I, copy=False)
     else:
         indices = indices.astype(np.int64)
-    return _csr_array((m, p), indptr, indices, data)
+    return _csr_array((m, p), indptr, indices, data, sorted_indices=False)
 
 
 def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):

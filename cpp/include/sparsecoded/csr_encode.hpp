@@ -39,6 +39,13 @@ struct EncodePlan {
         }
   }
 
+  // Input entries all coded blocks read: sum_i w_i * nnz(A) / k, about.
+  int64_t work(const I* indptr, int64_t m, int64_t k) const {
+    int64_t w = 0;
+    for (const auto& J : blocks) w += static_cast<int64_t>(J.size());
+    return w * static_cast<int64_t>(indptr[m]) / k;
+  }
+
   // Sources of output row r of coded block i: row j*b + r of A per block j.
   int gather(int64_t i, int64_t r, int64_t m, int64_t b, const I* indptr, const I* indices,
              const V* data, const uint8_t* row_sorted, RowSource<I, V>* src) const {
@@ -60,7 +67,7 @@ int64_t csr_encode_size(int64_t m, int64_t c, const I* indptr, const I* indices,
                         int64_t* out_indptr, int n_threads) {
   const EncodePlan<I, V> plan(n, k, E);
   const int64_t rows = n * b;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(plan.work(indptr, m, k) + rows, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(c);
@@ -82,7 +89,7 @@ void csr_encode_fill(int64_t m, int64_t c, const I* indptr, const I* indices, co
   const EncodePlan<I, V> plan(n, k, E);
   const int64_t rows = n * b;
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(plan.work(indptr, m, k) + rows, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(c);

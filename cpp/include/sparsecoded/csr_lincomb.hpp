@@ -82,41 +82,23 @@ class RowMerger {
   };
 
   // Two-way merge of strictly increasing runs a and b, scaling as it goes;
-  // equal columns are summed. Returns the length, or -1 past cap.
+  // equal columns are summed. Branch-free body (selects instead of jumps):
+  // which run advances is data-dependent and would mispredict half the time.
+  // Returns the length, or -1 past cap.
   static int64_t merge2(const Run& a, const Run& b, I* oi, V* ov, int64_t cap) {
     int64_t i = 0, j = 0, n = 0;
-    if (a.len + b.len > cap) {
-      // may still fit if columns overlap: check each write
-      while (i < a.len && j < b.len) {
-        if (n >= cap) return -1;
-        const I x = a.idx[i], y = b.idx[j];
-        if (x < y) {
-          oi[n] = x;
-          ov[n++] = a.coef * a.val[i++];
-        } else if (y < x) {
-          oi[n] = y;
-          ov[n++] = b.coef * b.val[j++];
-        } else {
-          oi[n] = x;
-          ov[n++] = a.coef * a.val[i++] + b.coef * b.val[j++];
-        }
-      }
-      if (n + (a.len - i) + (b.len - j) > cap) return -1;
-    } else {
-      while (i < a.len && j < b.len) {
-        const I x = a.idx[i], y = b.idx[j];
-        if (x < y) {
-          oi[n] = x;
-          ov[n++] = a.coef * a.val[i++];
-        } else if (y < x) {
-          oi[n] = y;
-          ov[n++] = b.coef * b.val[j++];
-        } else {
-          oi[n] = x;
-          ov[n++] = a.coef * a.val[i++] + b.coef * b.val[j++];
-        }
-      }
+    while (i < a.len && j < b.len) {
+      if (n >= cap) return -1;  // well predicted: only taken on changed input
+      const I x = a.idx[i], y = b.idx[j];
+      const bool ta = x <= y, tb = y <= x;
+      const V va = a.coef * a.val[i], vb = b.coef * b.val[j];
+      oi[n] = ta ? x : y;
+      ov[n] = (ta ? va : V(0)) + (tb ? vb : V(0));
+      i += ta;
+      j += tb;
+      ++n;
     }
+    if (n + (a.len - i) + (b.len - j) > cap) return -1;
     for (; i < a.len; ++i, ++n) {
       oi[n] = a.idx[i];
       ov[n] = a.coef * a.val[i];
@@ -250,7 +232,9 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
   std::vector<int> live;
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
-  const int T = resolve_threads(n_threads);
+  int64_t work = n_rows;
+  for (int t : live) work += static_cast<int64_t>(mats[t].indptr[n_rows]);
+  const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(n_cols);
@@ -276,7 +260,9 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  int64_t work = n_rows;
+  for (int t : live) work += static_cast<int64_t>(mats[t].indptr[n_rows]);
+  const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
     RowMerger<I, V> merger(n_cols);

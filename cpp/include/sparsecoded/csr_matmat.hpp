@@ -24,7 +24,7 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
                         const I* a_indices, int64_t a_nnz, const I* b_indptr, const I* b_indices,
                         int64_t* out_indptr, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
     std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
@@ -50,16 +50,16 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
 }
 
 // csr_matmat_fill: writes C's out_indices / out_data (caller-allocated, of
-// length out_indptr[n_rows]); indices sorted and distinct per row. Rows
-// denser than 1/16 of n_cols are read off the marker in column order
-// instead of sorted. Cost: O(flops + sum_i min(nnz_i log nnz_i, n_cols)).
+// length out_indptr[n_rows]); indices distinct per row, in first-touch
+// order, NOT sorted (as scipy's product): a sort per row cost more than the
+// whole product here. Cost: O(flops).
 template <class I, class V>
 void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a_indptr,
                      const I* a_indices, const V* a_data, int64_t a_nnz, const I* b_indptr,
                      const I* b_indices, const V* b_data, const int64_t* out_indptr, I* out_indices,
                      V* out_data, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
     std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
@@ -93,13 +93,6 @@ void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a
         err.report(KernelError::changed, i, count, cap);
         continue;
       }
-      if (count * 16 > n_cols) {
-        int64_t q = 0;
-        for (int64_t j = 0; j < n_cols && q < count; ++j)
-          if (mark[j] == i) cols[q++] = static_cast<I>(j);
-      } else {
-        std::sort(cols, cols + count);
-      }
       for (int64_t q = 0; q < count; ++q) out_data[base + q] = acc[static_cast<int64_t>(cols[q])];
     }
   }
@@ -115,7 +108,7 @@ void csr_matmat_dense(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* 
                       const I* a_indices, const V* a_data, int64_t a_nnz, const I* b_indptr,
                       const I* b_indices, const V* b_data, V* Y, int n_threads) {
   KernelError err;
-  const int T = resolve_threads(n_threads);
+  const int T = threads_for(a_nnz + n_rows * n_cols + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel for schedule(dynamic, 16) num_threads(T)
   for (int64_t i = 0; i < n_rows; ++i) {
     V* y = Y + i * n_cols;

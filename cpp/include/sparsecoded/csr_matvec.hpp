@@ -58,7 +58,7 @@ void csr_matvec(int64_t n_rows, int64_t n_cols, const I* indptr, const I* indice
 template <class I, class V>
 void csr_matvecs(int64_t n_rows, int64_t n_cols, int64_t n_vecs, const I* indptr, const I* indices,
                  const V* data, int64_t nnz, const V* X, V* Y, int n_threads) {
-  constexpr int64_t TILE = 64 / sizeof(V);  // 8 SSE registers of partial sums
+  constexpr int64_t TILE = 128 / sizeof(V);  // partial sums in 8 of the 16 SSE registers
   KernelError err;
   const int T = threads_for((nnz + n_rows) * (n_vecs > 0 ? n_vecs : 1), n_threads);
   // a few ranges per thread, handed out dynamically: a thread the OS
