@@ -1,4 +1,4 @@
-"""Round overhead of LocalPool at n = 8 (pytest-benchmark).
+r"""Round overhead of LocalPool at n = 8 (pytest-benchmark).
 
 Run::
 

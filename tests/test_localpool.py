@@ -48,7 +48,17 @@ def open_fds():
 
 
 def gone(pid):
-    """True once process ``pid`` has exited (a zombie counts: it runs nothing)."""
+    """True once process ``pid`` has exited and released everything it held.
+
+    For our own children ask waitid without reaping them (the pool still will).
+    A zombie in /proc is not enough: its main thread is done while its other
+    threads (numpy's BLAS pool) may still hold its file descriptors.
+    """
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return info is not None
+    except ChildProcessError:  # not our child (or already reaped)
+        pass
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
@@ -199,6 +209,30 @@ def test_partial_work_of_a_slow_device_counts(pool, job, rng):
 
 
 # ----------------------------------------------------------------------------- stragglers
+
+
+def test_worker_stuck_in_long_work_is_skipped_then_rejoins(pool, job, rng):
+    # worker 0 is busy in a kernel that cannot be interrupted; rounds go on without
+    # it, and once it owes a few rounds it is not even sent new ones (its pipe
+    # cannot fill up); when it is done it catches up at once and answers again
+    n, m = 2000, 256
+    heavy = block(rng, 2000, n, density=0.2)
+    tiny = [block(rng, 5, n) for _ in range(N - 1)]
+    pool.place(job, [[heavy]] + [[t] for t in tiny])
+    x = rng.standard_normal((n, m))
+    others = {(w, 0) for w in range(1, N)}
+    pool.run(job, "matvec", x, enough=everyone(N))  # warm
+    rounds = [pool.run(job, "matvec", x, enough=lambda res: others <= res.keys()) for _ in range(8)]
+    skipped = [r.extra["skipped"] for r in rounds]
+    assert [0] in skipped
+    assert all(r.cancelled == [0] for r, sk in zip(rounds, skipped, strict=True) if sk)
+
+    def rejoined():
+        return not pool.run(job, "matvec", x, enough=everyone(1)).extra["skipped"]
+
+    assert wait_until(rejoined, 10)
+    r = pool.run(job, "matvec", x, enough=everyone(N))
+    np.testing.assert_allclose(r.results[(0, 0)], heavy @ x, rtol=1e-12)
 
 
 def test_delayed_workers_are_cancelled_and_leave_no_stale_answer(pool, job, rng):

@@ -196,8 +196,8 @@ def _views(shm: mpshm.SharedMemory, metas: Sequence[tuple]) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- worker side
 
 
-class _MasterGone(Exception):
-    pass
+class _MasterGone(BaseException):
+    """The master died: the worker leaves (a BaseException, so no handler reports it)."""
 
 
 class _Worker:
@@ -208,7 +208,7 @@ class _Worker:
         self.conn = conn
         self.ppid = os.getppid()
         self.ctrl = _attach(ctrl)
-        self.res = _attach(res)
+        self.res: mpshm.SharedMemory | None = _attach(res)
         self.op: mpshm.SharedMemory | None = None
         # job id -> (segment, payload list) or (None, reason it could not be placed)
         self.jobs: dict[int, tuple[mpshm.SharedMemory | None, Any]] = {}
@@ -243,8 +243,13 @@ class _Worker:
             elif kind == _M_DROP:
                 self.drop(msg[1])
             elif kind == _M_RESSEG:
-                old, self.res = self.res, _attach(msg[1])
-                _close_quietly(old)
+                _close_quietly(self.res)
+                try:
+                    self.res = _attach(msg[1])
+                except FileNotFoundError:
+                    # already replaced again while this worker was busy: a newer
+                    # message follows; until then results go through the pipe
+                    self.res = None
             elif kind == _M_STOP:
                 return
 
@@ -256,8 +261,13 @@ class _Worker:
             # dropped by the master before this message was read: a drop message follows
             self.jobs[job] = (None, f"segment {name} was gone when worker {self.index} mapped it")
             return
-        views = _views(shm, metas)
-        self.jobs[job] = (shm, [_from_spec(s, views) for s in specs])
+        try:
+            views = _views(shm, metas)
+            self.jobs[job] = (shm, [_from_spec(s, views) for s in specs])
+        except Exception as exc:  # reported by the first round of this job
+            views = None
+            _close_quietly(shm)
+            self.jobs[job] = (None, f"worker {self.index} could not rebuild its payloads: {exc!r}")
 
     def drop(self, job: int) -> None:
         entry = self.jobs.pop(job, None)
@@ -282,6 +292,12 @@ class _Worker:
         self.conn.send_bytes(_dumps(msg))
 
     def round(self, tag, job, op, xmeta, delay, crash, reserved) -> None:
+        try:
+            self._round(tag, job, op, xmeta, delay, crash, reserved)
+        except Exception as exc:  # a worker reports its failures, it does not die of them
+            self.send_error(tag, -1, exc)
+
+    def _round(self, tag, job, op, xmeta, delay, crash, reserved) -> None:
         send = self.send
         if self.cancelled(tag) or (delay > 0 and not self.sleep(delay, tag)):
             send((_W_CANCELLED, tag))
@@ -314,9 +330,9 @@ class _Worker:
             if self.cancelled(tag):
                 send((_W_CANCELLED, tag))
                 return
-            if reserved is not None and type(out) is np.ndarray:
+            if reserved is not None and self.res is not None and type(out) is np.ndarray:
                 offset, room = reserved[slot]
-                if out.nbytes <= room:
+                if out.nbytes <= room and offset + out.nbytes <= self.res.size:
                     np.ndarray(out.shape, out.dtype, buffer=self.res.buf, offset=offset)[...] = out
                     send(
                         (_W_SHM, tag, slot, seconds, slot == last, out.shape, out.dtype.str, offset)
@@ -810,6 +826,12 @@ class LocalPool:
     ) -> RoundResult:
         """One round of ``op`` on the payloads of ``job``; see :meth:`sparsecoded.pool.Pool.run`.
 
+        ``RoundResult.extra`` holds ``round`` (the pool's round tag), ``arrival``
+        (seconds from broadcast to each result's arrival), ``respawned`` and
+        ``died_between_rounds`` (workers found dead, and respawned, before the
+        broadcast), ``skipped`` (workers still busy with too many earlier rounds
+        to be sent this one; also listed in ``cancelled``).
+
         Raises
         ------
         NotEnoughWorkers
@@ -889,7 +911,7 @@ class LocalPool:
             while not decided:
                 if not pending:
                     raise NotEnoughWorkers(
-                        self._short_message(job, tag, results, dead, skipped, order),
+                        self._short_message(job, tag, results, dead, skipped, order, respawned),
                         dead=dead,
                         answered=_answered(order),
                     )
@@ -993,7 +1015,7 @@ class LocalPool:
             st.pending.pop(w, None)
         return False
 
-    def _short_message(self, job, tag, results, dead, skipped, order) -> str:
+    def _short_message(self, job, tag, results, dead, skipped, order, respawned) -> str:
         answered = _answered(order)
         text = (
             f"round {tag} of job {job!r}: enough(results) is still False with every live "
@@ -1001,14 +1023,18 @@ class LocalPool:
             f"({len(results)} results); dead workers: {sorted(dead) or 'none'}"
         )
         if dead:
-            text += " (respawned for the next round)"
+            codes = [self._res.procs[w].exitcode for w in sorted(dead)]
+            text += f" (exit codes {codes}; respawned for the next round)"
+        if respawned:
+            text += f"; respawned before this round: {respawned}"
         if skipped:
             text += f"; skipped, still busy with earlier rounds: {skipped}"
         return text
 
     def _raise_worker_error(self, w: int, job: Any, msg: tuple) -> None:
         _, tag, slot, exc, text = msg
-        where = f"in LocalPool worker {w}, payload {slot} of job {job!r}, round {tag}"
+        part = f"payload {slot}" if slot >= 0 else "the round set-up"
+        where = f"in LocalPool worker {w}, {part} of job {job!r}, round {tag}"
         if hasattr(exc, "add_note"):
             exc.add_note(where + (f"; worker traceback:\n{text}" if text else ""))
             raise exc
