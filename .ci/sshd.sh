@@ -3,6 +3,8 @@
 #
 #   bash .ci/sshd.sh start   # prints "export SSHD_DIR=... SSHD_PORT=... SSHD_ADDR=... SSHD_PID=..."
 #   bash .ci/sshd.sh stop    # kills that sshd by its PID
+#   bash .ci/sshd.sh netns-up N    # after start: N emulated hosts, prints "export SSHD_NETNS_HOSTS=..."
+#   bash .ci/sshd.sh netns-down N
 #
 # It listens on 127.0.0.1 only, accepts only the key it generates (no
 # passwords, no keyboard-interactive), and its host key is pinned in a
@@ -22,10 +24,57 @@ stop() {
   fi
 }
 
+# Emulated hosts: network namespaces sc-h1..N on a bridge sc-br0 with the
+# private subnet 10.214.0.0/24 (this machine .1, host i .(i+1)), one sshd in
+# each on port 22 of its own address, same keys as the loopback sshd.
+NET=10.214.0
+netns_down() {
+  for i in $(seq 1 "$1"); do
+    if [ -s "$SSHD_DIR/sshd-h$i.pid" ]; then kill "$(cat "$SSHD_DIR/sshd-h$i.pid")" 2> /dev/null || true; fi
+    rm -f "$SSHD_DIR/sshd-h$i.pid"
+    ip netns del "sc-h$i" 2> /dev/null || true
+  done
+  ip link del sc-br0 2> /dev/null || true
+}
+netns_up() {
+  local n=$1 hosts="" i addr
+  netns_down "$n"
+  ip link add sc-br0 type bridge
+  ip addr add "$NET.1/24" dev sc-br0
+  ip link set sc-br0 up
+  for i in $(seq 1 "$n"); do
+    addr=$NET.$((i + 1))
+    ip netns add "sc-h$i"
+    ip link add "sc-v$i" type veth peer name eth0 netns "sc-h$i"
+    ip link set "sc-v$i" master sc-br0 up
+    ip -n "sc-h$i" addr add "$addr/24" dev eth0
+    ip -n "sc-h$i" link set eth0 up
+    ip -n "sc-h$i" link set lo up
+    sed -e "s/^ListenAddress .*/ListenAddress $addr/" -e "s/^Port .*/Port 22/" \
+      -e "s#^PidFile .*#PidFile $SSHD_DIR/sshd-h$i.pid#" \
+      "$SSHD_DIR/sshd_config" > "$SSHD_DIR/sshd_config.h$i"
+    ip netns exec "sc-h$i" /usr/sbin/sshd -f "$SSHD_DIR/sshd_config.h$i" -E "$SSHD_DIR/sshd-h$i.log"
+    grep -q "^$addr " "$SSHD_DIR/known_hosts" \
+      || echo "$addr $(cut -d' ' -f1,2 "$SSHD_DIR/host_ed25519.pub")" >> "$SSHD_DIR/known_hosts"
+    hosts="$hosts $addr"
+  done
+  for addr in $hosts; do
+    for _ in $(seq 50); do
+      ssh -q -i "$SSHD_DIR/client_ed25519" -o IdentitiesOnly=yes \
+        -o UserKnownHostsFile="$SSHD_DIR/known_hosts" -o StrictHostKeyChecking=yes \
+        -o BatchMode=yes -o ConnectTimeout=5 "root@$addr" true && break
+      sleep 0.1
+    done
+  done
+  echo "export SSHD_NETNS_HOSTS='${hosts# }'"
+}
+
 case "$action" in
   stop) stop; exit 0 ;;
+  netns-up) netns_up "${2:-3}"; exit 0 ;;
+  netns-down) netns_down "${2:-3}"; exit 0 ;;
   start) ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|netns-up N|netns-down N" >&2; exit 2 ;;
 esac
 
 if [ ! -x /usr/sbin/sshd ]; then

@@ -113,3 +113,31 @@ def test_bad_ssh_arguments():
         ssh_pool([])
     with pytest.raises(ValueError, match="connect_options has 1 entries, expected one per host"):
         ssh_pool(["a", "b"], connect_options=[{}])
+
+
+@pytest.mark.slow
+def test_ssh_pool_across_emulated_hosts(connect_options, rng):
+    """Three hosts in their own network namespaces (``.ci/sshd.sh netns-up 3``)."""
+    from sparsecoded import ssh_pool
+    from sparsecoded.stragglers import FixedDelay
+
+    hosts = os.environ.get("SSHD_NETNS_HOSTS", "").split()
+    if not hosts:
+        pytest.skip("no emulated hosts: run `bash .ci/sshd.sh netns-up 3` and export its output")
+    opts = {**connect_options, "port": 22}
+    with ssh_pool(hosts, connect_options=opts, python=sys.executable) as p:
+        # the scheduler listens on this machine's side of the hosts' bridge
+        assert p.client.scheduler.address.startswith("tcp://10.214.0.1:")
+        # each worker runs inside its namespace, at that host's address
+        addrs = p.client.sync(p._identity)
+        assert [addrs[i].split("//")[1].split(":")[0] for i in range(len(hosts))] == hosts
+        blocks = [sp.random_array((30, 20), density=0.2, format="csr", rng=rng) for _ in hosts]
+        x = rng.standard_normal(20)
+        p.place("A", [[b] for b in blocks])
+        actions = FixedDelay(workers=[0], seconds=30.0).plan(len(hosts), 0)
+        t0 = time.perf_counter()
+        rr = p.run("A", "matvec", x, enough=lambda r: len(r) == len(hosts) - 1, actions=actions)
+        assert time.perf_counter() - t0 < 10
+        assert rr.cancelled == [0]
+        for w in rr.answered:
+            np.testing.assert_allclose(rr.results[(w, 0)], blocks[w] @ x, rtol=1e-12)
