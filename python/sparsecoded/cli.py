@@ -126,8 +126,6 @@ def _run_experiment(args: argparse.Namespace) -> int:
             os.environ.setdefault(var, str(args.blas_threads))
     from .experiments import run_experiment, summary_lines
 
-    if args.size is None:
-        args.size = (2000, 400) if args.name == "stability" else (32000, 20000)
     record = run_experiment(args)
     for line in summary_lines(record):
         print(line)

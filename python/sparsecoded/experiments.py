@@ -1443,7 +1443,22 @@ def _jsonable(obj: Any) -> Any:
 
 
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the experiment ``args.name``; write ``args.json`` / ``args.plot``; return the record."""
+    """Run the experiment ``args.name``; write ``args.json`` / ``args.plot``; return the record.
+
+    ``args`` is what ``sparsecoded experiment`` parses (see :mod:`sparsecoded.cli`).
+
+    Examples
+    --------
+    >>> from sparsecoded.cli import build_parser
+    >>> args = build_parser().parse_args(
+    ...     ["experiment", "worker-time", "--size", "200", "100", "--workers", "4", "--k", "3",
+    ...      "--schemes", "sparse,uncoded", "--reps", "1", "--no-progress"])
+    >>> record = run_experiment(args)
+    >>> record["schemes"]["sparse"]["weight"], record["schemes"]["sparse"]["mode"]
+    (2, 'simulated')
+    """
+    if getattr(args, "size", None) is None:
+        args.size = (2000, 400) if args.name == "stability" else (32000, 20000)
     if args.name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {args.name!r}, expected one of {sorted(EXPERIMENTS)}")
     if args.plot:
