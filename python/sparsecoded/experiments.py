@@ -262,9 +262,10 @@ def measure_workers(
     times: list[float | None] = [None] * n_dev
     other: list[float | None] = [None] * n_dev
     nnz: list[int] = [0] * n_dev
+    row_cpu: list[float | None] = [None] * E.shape[0]
     encode = 0.0
     for w in range(n_dev):
-        rows = [r for r in np.flatnonzero(owner == w) if weights[r] > 0]
+        rows = [int(r) for r in np.flatnonzero(owner == w) if weights[r] > 0]
         if rows:
             t0 = time.perf_counter()
             blocks = kernels.encode_row_blocks(A, E[rows])
@@ -272,6 +273,13 @@ def measure_workers(
             cpu, wall = _timed(lambda bs=blocks: [compute("matvec", b, x) for b in bs], reps)
             times[w] = statistics.median(cpu if clock == "cpu" else wall)
             other[w] = statistics.median(wall if clock == "cpu" else cpu)
+            if len(rows) == 1:
+                row_cpu[rows[0]] = statistics.median(cpu)
+            else:  # a device of several blocks: each block's own time, for replays
+                for r, b in zip(rows, blocks, strict=True):
+                    row_cpu[r] = statistics.median(
+                        _timed(lambda b=b: compute("matvec", b, x), reps)[0]
+                    )
             nnz[w] = int(sum(b.nnz for b in blocks))
             del blocks
         if tick:
@@ -290,6 +298,7 @@ def measure_workers(
         "clock": clock,
         "worker_times_other_clock": other,
         "worker_time_median_other_clock": statistics.median([t for t in other if t is not None]),
+        "row_cpu_times": row_cpu,
         "worker_nnz": nnz,
         "nnz_median": statistics.median(active_nnz),
         "encode_seconds_sum": encode,
@@ -779,7 +788,7 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
             encode_seconds = op.report.encode_seconds
             cpu_times = None
             if mode == MODE_SIMULATED:
-                cpu_times = measure_workers(A, code, x, args.reps, clock="cpu")["worker_times"]
+                cpu_times = measure_workers(A, code, x, args.reps, clock="cpu")["row_cpu_times"]
                 decoder = Decoder(code.encoding)
             for model_name in models:
                 rows = []
@@ -808,7 +817,9 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
                         "mode": mode,
                     }
                     if cpu_times is not None:
-                        row.update(_replay_cpu(cpu_times, model, decoder, args.rounds, rounds))
+                        row.update(
+                            _replay_cpu(cpu_times, code.owner, model, decoder, args.rounds, rounds)
+                        )
                     rows.append(row)
                 for key in ("completion_seconds_median", "cpu_replay_completion_seconds_median"):
                     base = rows[0].get(key)
@@ -853,32 +864,38 @@ def run_completion(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _replay_cpu(
-    cpu_times: Sequence[float | None],
+    row_times: Sequence[float | None],
+    owner: Sequence[int],
     model: StragglerModel | None,
     decoder: Any,
     n_rounds: int,
     rounds: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Completion from per-worker CPU times: the round replayed without the machine's noise.
+    """Completion from per-block CPU times: the round replayed without the machine's noise.
 
-    Worker ``w`` answers at ``delay_w + cpu_w`` (its CPU time measured alone);
-    results are taken in that order until the decoder accepts the responders,
-    as the job does.  The decode time of the real rounds is added.
+    Device ``d`` sleeps its injected delay, then computes its blocks one after
+    another in row order (each taking its CPU time measured alone) and sends
+    each when done, as the pools do; results are taken in that order until the
+    decoder accepts them, as the job does.  The decode time of the real rounds
+    is added.
     """
     times = []
     # the same round indices as the real rounds, so random models draw the same delays
     indices = [q["round_index"] for q in rounds if q.get("round_index") is not None]
     for r in indices if len(indices) == n_rounds else range(n_rounds):
         events = []
-        for w, t in enumerate(cpu_times):
-            act = model.action(w, r) if model is not None else Action()
+        clock: dict[int, float] = {}
+        for row, t in enumerate(row_times):
+            d = int(owner[row])
+            act = model.action(d, r) if model is not None else Action()
             if t is not None and not act.crash:
-                events.append((act.delay + t, w))
+                clock[d] = clock.get(d, act.delay) + t
+                events.append((clock[d], row))
         events.sort()
         got: list[int] = []
         done = None
-        for at, w in events:
-            got.append(w)
+        for at, row in events:
+            got.append(row)
             if len(got) >= decoder.k:
                 plan = decoder.plan(got)
                 if decoder.acceptable(plan) or (plan is not None and len(got) == len(events)):
@@ -1274,6 +1291,10 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
             per_model: dict[str, Any] = {}
             op = CodedMatVec(A, code, pool)
             encode_seconds = op.report.encode_seconds
+            row_cpu = None
+            if mode == MODE_SIMULATED:
+                row_cpu = measure_workers(A, code, x, args.reps, clock="cpu")["row_cpu_times"]
+                decoder = Decoder(code.encoding)
             for model_name in models:
                 rows = []
                 for j in counts:
@@ -1299,6 +1320,10 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
                     summary["results_from_partial_devices"] = max(
                         (r["results_from_partial_devices"] for r in ok), default=0
                     )
+                    if row_cpu is not None:
+                        summary.update(
+                            _replay_cpu(row_cpu, owner, model, decoder, args.rounds, rounds)
+                        )
                     rows.append(
                         {
                             "stragglers": j,
@@ -1364,7 +1389,14 @@ def plot_heterogeneous(result: dict[str, Any], path: str) -> None:
                 for q in rows
                 if q.get("completion_seconds_median") is not None
             ]
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=scheme)
+            ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme}, rounds")
+            key = "cpu_replay_completion_seconds_median"
+            cx = [q["stragglers"] for q in rows if q.get(key) is not None]
+            cy = [q[key] * 1e3 for q in rows if q.get(key) is not None]
+            if cx:
+                ax.plot(
+                    cx, cy, "s--", color=f"C{i}", alpha=0.6, ms=4, label=f"{scheme}, CPU replay"
+                )
         ax.axvline(result["s_devices"] + 0.5, color="gray", lw=0.8, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel("straggling devices")
