@@ -1,0 +1,235 @@
+"""``sparsecoded experiment``: every experiment end to end on tiny inputs, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("sparsecoded.codes", reason="needs the design layer (design_mv, certify)")
+pytest.importorskip("matplotlib")
+pytest.importorskip("tqdm")
+
+from sparsecoded.cli import main  # noqa: E402
+
+TINY = [
+    "--size",
+    "1200",
+    "600",
+    "--density",
+    "0.02",
+    "--no-progress",
+    "--reps",
+    "2",
+    "--rounds",
+    "1",
+]
+COMMON_KEYS = {
+    "experiment",
+    "command",
+    "machine",
+    "versions",
+    "parameters",
+    "seeds",
+    "modes",
+    "mode",
+    "schemes",
+}
+
+
+def _run(tmp_path, name, *extra):
+    out_json, out_png = tmp_path / f"{name}.json", tmp_path / f"{name}.png"
+    rc = main(["experiment", name, *TINY, *extra, "--json", str(out_json), "--plot", str(out_png)])
+    assert rc == 0
+    assert out_png.stat().st_size > 1000
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(out_json.read_text())
+    assert COMMON_KEYS <= set(record)
+    assert record["experiment"] == name
+    assert {"cpu_model", "cpu_count", "platform"} <= set(record["machine"])
+    assert {"python", "numpy", "scipy", "sparsecoded"} <= set(record["versions"])
+    return record
+
+
+def test_worker_time_figures_are_consistent(tmp_path):
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--workers",
+        "10",
+        "--k",
+        "8",
+        "--schemes",
+        "sparse,mds,polynomial,uncoded",
+    )
+    sch = rec["schemes"]
+    # the maintainers' check reads exactly these keys
+    for name in ("sparse", "mds", "polynomial", "uncoded"):
+        assert sch[name]["worker_time_median"] > 0
+        assert sch[name]["mode"] == "simulated"
+    assert sch["sparse"]["weight"] == math.ceil(8 * 3 / 10) == 3
+    assert sch["mds"]["weight"] == sch["polynomial"]["weight"] == 8
+    assert sch["uncoded"]["weight"] == 1
+    assert sch["uncoded"]["workers_with_work"] == 8
+    # coded blocks hold about w times an uncoded block's nonzeros (density 2 %: little overlap)
+    for name, w in (("sparse", 3), ("mds", 8)):
+        assert 0.85 * w <= sch[name]["nnz_ratio_to_uncoded"] <= w
+    assert rec["nnz_ratios"]["mds/sparse"] == pytest.approx(
+        sch["mds"]["nnz_median"] / sch["sparse"]["nnz_median"]
+    )
+    assert len(sch["sparse"]["worker_times"]) == 10
+    assert len(rec["sweep"]) == 1
+    assert rec["sweep"][0]["schemes"] == sch
+
+
+def test_worker_time_density_sweep(tmp_path):
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--workers",
+        "6",
+        "--k",
+        "4",
+        "--density",
+        "0.01,0.05",
+        "--schemes",
+        "sparse,mds",
+    )
+    assert [p["requested_density"] for p in rec["sweep"]] == [0.01, 0.05]
+    assert rec["schemes"] == rec["sweep"][0]["schemes"]
+
+
+def test_encode_time(tmp_path):
+    rec = _run(tmp_path, "encode-time", "--workers", "6", "--k", "4", "--schemes", "sparse,mds")
+    assert rec["schemes"]["sparse"]["encode_seconds"] > 0
+    assert rec["schemes"]["mds-dense-arrays"]["encode_seconds"] > 0
+    assert "mds-dense-arrays/sparse" in rec["ratios"]
+
+
+def test_completion_records_the_failure_beyond_s(tmp_path):
+    rec = _run(
+        tmp_path,
+        "completion",
+        "--workers",
+        "5",
+        "--k",
+        "3",
+        "--delay",
+        "0.2",
+        "--schemes",
+        "sparse,uncoded",
+    )
+    assert rec["s"] == 2
+    assert rec["counts"] == [0, 1, 2, 3]
+    crash = rec["schemes"]["sparse"]["models"]["crash"]
+    assert [r["rounds_ok"] for r in crash] == [1, 1, 1, 0]
+    assert "NotEnoughWorkers" in crash[3]["rounds"][0]["error_type"]
+    fixed = rec["schemes"]["sparse"]["models"]["fixed"]
+    assert all(r["rel_error_max"] < 1e-10 for r in fixed)
+    # within tolerance the delayed workers are never waited for; beyond it one is
+    assert fixed[2]["round_seconds_median"] < 0.2 <= fixed[3]["round_seconds_median"]
+    assert rec["schemes"]["uncoded"]["models"]["fixed"][1]["round_seconds_median"] >= 0.2
+
+
+def test_stability(tmp_path):
+    rec = _run(tmp_path, "stability", "--workers", "6,8", "--stragglers", "2", "--trials", "2")
+    for scheme in ("sparse", "mds", "polynomial", "orthopoly"):
+        rows = rec["schemes"][scheme]
+        assert [r["workers"] for r in rows] == [6, 8]
+        assert all(r["worst_condition"] >= 1 for r in rows)
+        assert all(r["decode_rel_error_max"] < 1e-8 for r in rows)
+
+
+def test_iterative_matches_scipy(tmp_path):
+    rec = _run(
+        tmp_path, "iterative", "--size", "600", "600", "--workers", "5", "--k", "3", "--iters", "4"
+    )
+    for r in rec["schemes"].values():
+        assert r["iterations"] == 4
+        assert r["failed"] is None
+        assert r["max_iterate_difference_to_scipy"] < 1e-10
+    assert rec["schemes"]["sparse"]["decode_cache_hits"] >= 1
+
+
+def test_heterogeneous(tmp_path):
+    rec = _run(
+        tmp_path,
+        "heterogeneous",
+        "--workers",
+        "4",
+        "--capacities",
+        "1,2,3,2",
+        "--models",
+        "fixed,crash",
+        "--delay",
+        "0.1",
+    )
+    assert rec["capacities"] == [1, 2, 3, 2]
+    assert rec["virtual_workers"] == 8
+    crash = rec["schemes"]["sparse"]["models"]["crash"]
+    assert crash[-1]["beyond_tolerance"]
+    assert crash[-1]["rounds_ok"] == 0
+    assert all(r["rounds_ok"] == 1 for r in crash[:-1])
+
+
+def test_matrix_file(tmp_path):
+    import numpy as np
+    import scipy.io
+    import scipy.sparse as sp
+
+    path = tmp_path / "m.mtx"
+    scipy.io.mmwrite(
+        str(path), sp.random_array((300, 200), density=0.05, rng=np.random.default_rng(1))
+    )
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--matrix",
+        str(path),
+        "--workers",
+        "4",
+        "--k",
+        "3",
+        "--schemes",
+        "sparse",
+    )
+    assert rec["input"]["kind"] == "file"
+    assert rec["input"]["shape"] == [300, 200]
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys):
+    assert main(["experiment", "worker-time", "--workers", "4", "--k", "9", "--no-progress"]) == 2
+    assert "k <= n" in capsys.readouterr().err
+
+
+def test_worker_time_matrix_matrix(tmp_path):
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--size",
+        "400",
+        "300",
+        "--workers",
+        "8",
+        "--ka",
+        "2",
+        "--kb",
+        "3",
+        "--schemes",
+        "sparse,mds,rkrp",
+    )
+    assert rec["operation"] == "matmat"
+    sparse, mds = rec["schemes"]["sparse"], rec["schemes"]["mds"]
+    assert (mds["weight_a"], mds["weight_b"]) == (2, 3)
+    assert sparse["weight_a"] * sparse["weight_b"] == sparse["weight"] < mds["weight"]
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    argv = ["experiment", "stability", "--workers", "5", "--stragglers", "1", "--no-progress"]
+    assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 2
+    assert "pip install 'sparsecoded[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
