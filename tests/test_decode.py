@@ -23,7 +23,11 @@ def check_solves(E, rows, rng, tail=(7, 3)):
     k = E.shape[1]
     Z = rng.standard_normal((k, *tail))
     Y = np.einsum("rk,k...->r...", E[plan.rows], Z)
-    np.testing.assert_allclose(plan.solve(Y), Z, rtol=0, atol=1e-9 * max(1.0, plan.condition))
+    atol = 1e-9 * max(1.0, plan.condition)
+    np.testing.assert_allclose(plan.solve(Y), Z, rtol=0, atol=atol)
+    # both ways of applying a plan: the cached inverse (small k) and the substitution
+    Y2 = Y.reshape(len(plan.rows), -1)
+    np.testing.assert_allclose(plan._substitute(Y2, np.dtype(np.float64)), Z.reshape(k, -1), rtol=0, atol=atol)
     return plan
 
 

@@ -12,6 +12,10 @@ inverse where it need not:
    weight one is a copy (a scaled copy when its coefficient is not 1), a small
    one uses a dense LU, a large one a sparse LU.
 
+Systems of at most 64 unknowns then apply their inverse, computed once by
+that substitution and cached with the plan, as one dense product (cheaper
+than walking the components from Python); larger ones substitute per call.
+
 Plans are cached per responder set, so iterative use (the same fast workers
 round after round) factorises once.  Dense results (matrix-vector) go through
 the substitution above; sparse results (matrix-matrix) are decoded as sparse
@@ -46,6 +50,13 @@ DEFAULT_MAX_CONDITION = 1e10
 
 # components up to this size are solved with a dense LU; larger ones with SuperLU
 _DENSE_COMPONENT = 48
+
+# Systems up to this many unknowns apply their cached k x k inverse (one BLAS
+# product) instead of walking the components: measured at n = 20, k = 16,
+# 2000-row blocks, 0.15 ms against 1 ms for the substitution, whose cost is
+# Python overhead per component.  Above it the sparse substitution wins, as
+# the inverse of a sparse system fills in: k^2 against about w k per column.
+_DENSE_APPLY = 64
 
 
 @dataclass
@@ -100,6 +111,12 @@ class DecodePlan:
         work = np.result_type(Y2.dtype, np.float64)
         if self.method == "lstsq":
             return (self.pinv @ Y2.astype(work, copy=False)).reshape((self.k, *tail))
+        if self.k <= _DENSE_APPLY:
+            return (self.inverse() @ Y2.astype(work, copy=False)).reshape((self.k, *tail))
+        return self._substitute(Y2, work).reshape((self.k, *tail))
+
+    def _substitute(self, Y2: np.ndarray, work: np.dtype) -> np.ndarray:
+        """Block-triangular substitution, component by component."""
         Z = np.zeros((self.k, Y2.shape[1]), dtype=work)
         for c in self.components:
             rhs = Y2[c.rows].astype(work, copy=True) if c.kind != "copy" else Y2[c.rows]
@@ -113,12 +130,15 @@ class DecodePlan:
                 Z[c.cols] = la.lu_solve(c.factor, rhs, check_finite=False)
             else:
                 Z[c.cols] = c.factor.solve(np.asarray(rhs, dtype=np.float64))
-        return Z.reshape((self.k, *tail))
+        return Z
 
     def inverse(self) -> np.ndarray:
         """The ``k x len(rows)`` matrix ``G`` with ``Z = G @ Y`` (cached)."""
         if self._inverse is None:
-            self._inverse = self.solve(np.eye(len(self.rows)))
+            if self.method == "lstsq":
+                self._inverse = self.pinv
+            else:
+                self._inverse = self._substitute(np.eye(len(self.rows)), np.dtype(np.float64))
         return self._inverse
 
     def combine(self, results: Sequence[object], *, n_threads: int | None = None) -> list[object]:
