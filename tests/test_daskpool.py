@@ -226,7 +226,7 @@ def test_bad_arguments(pool, rng):
         pool.run("A", "transpose", x, enough=_any_k)
     with pytest.raises(ValueError, match="actions has 1 entries, expected n_workers = 6"):
         pool.run("A", "matvec", x, enough=_any_k, actions=[Action()])
-    with pytest.raises(KeyError, match="never placed"):
+    with pytest.raises(ValueError, match="job .nope. is not placed"):
         pool.run("nope", "matvec", x, enough=_any_k)
     with pytest.raises(ValueError, match=r"workers \['ghost'\] are not in the cluster"):
         type(pool)(pool.client, workers=["ghost"])

@@ -69,7 +69,7 @@ import numpy as np
 from distributed import as_completed
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import OPS, RoundResult, SlotKey, compute
+from .pool import RoundResult, SlotKey, check_round_args, compute
 from .stragglers import Action
 
 __all__ = ["DaskPool", "ssh_pool"]
@@ -624,14 +624,7 @@ class DaskPool:
     ) -> RoundResult:
         """One round; see :class:`sparsecoded.pool.Pool`."""
         self._check_open()
-        if job not in self._jobs:
-            raise KeyError(f"job {job!r} was never placed on this pool")
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r}, expected one of {OPS}")
-        if actions is not None and len(actions) != self.n_workers:
-            raise ValueError(
-                f"actions has {len(actions)} entries, expected n_workers = {self.n_workers}"
-            )
+        check_round_args(job, self._jobs, op, actions, self.n_workers)
         limit = self.timeout if timeout is None else float(timeout)
         return self.client.sync(self._run_async, job, op, operand, enough, actions, limit)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import OPS, RoundResult, SlotKey, compute
+from .pool import RoundResult, SlotKey, check_round_args, compute
 from .stragglers import Action
 
 __all__ = ["InlinePool"]
@@ -93,12 +93,7 @@ class InlinePool:
         timeout: float | None = None,
     ) -> RoundResult:
         self._check_open()
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r}, expected one of {OPS}")
-        if job not in self._jobs:
-            raise KeyError(f"no payloads placed under job {job!r}")
-        if actions is not None and len(actions) != self.n_workers:
-            raise ValueError(f"actions has {len(actions)} entries, expected {self.n_workers}")
+        check_round_args(job, self._jobs, op, actions, self.n_workers)
         limit = self.timeout if timeout is None else float(timeout)
         events: list[tuple[float, SlotKey, Any, float]] = []
         dead = []

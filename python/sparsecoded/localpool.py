@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import OPS, RoundResult, SlotKey, compute
+from .pool import RoundResult, SlotKey, check_round_args, compute
 from .stragglers import Action
 
 __all__ = ["LocalPool", "SHM_PREFIX"]
@@ -694,17 +694,8 @@ class LocalPool:
     # ----------------------------------------------------------------- rounds
 
     def _check_run(self, job, op, operand, actions, timeout):
-        if op not in OPS:
-            raise ValueError(f"unknown op {op!r}, expected one of {OPS}")
-        record = self._jobs.get(job)
-        if record is None:
-            raise ValueError(
-                f"job {job!r} is not placed; placed jobs: {sorted(map(repr, self._jobs))}"
-            )
-        if actions is not None and len(actions) != self.n_workers:
-            raise ValueError(
-                f"actions has {len(actions)} entries, expected n_workers = {self.n_workers}"
-            )
+        check_round_args(job, self._jobs, op, actions, self.n_workers)
+        record = self._jobs[job]
         timeout = self.timeout if timeout is None else self._check_timeout(timeout)
         x = None
         if op == "matvec":

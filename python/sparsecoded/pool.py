@@ -22,7 +22,7 @@ import numpy as np
 
 from .stragglers import Action
 
-__all__ = ["OPS", "Pool", "RoundResult", "SlotKey", "compute"]
+__all__ = ["OPS", "Pool", "RoundResult", "SlotKey", "check_round_args", "compute"]
 
 #: (worker, slot): slot is the index of the payload in the worker's list
 SlotKey = tuple[int, int]
@@ -47,6 +47,18 @@ def compute(op: str, payload: Any, operand: Any) -> Any:
         a, b = payload
         return kernels.matmat(a, b, n_threads=1)
     raise ValueError(f"unknown op {op!r}, expected one of {OPS}")
+
+
+def check_round_args(
+    job: str, placed: Mapping[str, Any], op: str, actions: Sequence[Action] | None, n_workers: int
+) -> None:
+    """The checks every backend's ``run`` makes before a round, with one wording."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}, expected one of {OPS}")
+    if job not in placed:
+        raise ValueError(f"job {job!r} is not placed; placed jobs: {sorted(map(repr, placed))}")
+    if actions is not None and len(actions) != n_workers:
+        raise ValueError(f"actions has {len(actions)} entries, expected n_workers = {n_workers}")
 
 
 @dataclass
