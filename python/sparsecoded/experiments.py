@@ -912,27 +912,41 @@ def _replay_cpu(
     }
 
 
+def _plot_rounds_and_replay(ax: Any, result: dict[str, Any], model_name: str, label) -> None:
+    """One scheme a colour: measured completion (solid) and its CPU replay (dashed)."""
+    for i, (scheme, r) in enumerate(result["schemes"].items()):
+        rows = r["models"][model_name]
+        measured = [q for q in rows if q.get("completion_seconds_median") is not None]
+        ax.plot(
+            [q["stragglers"] for q in measured],
+            [q["completion_seconds_median"] * 1e3 for q in measured],
+            "o-",
+            color=f"C{i}",
+            label=label(scheme, r),
+        )
+        replay = [q for q in rows if q.get("cpu_replay_completion_seconds_median") is not None]
+        if replay:
+            ax.plot(
+                [q["stragglers"] for q in replay],
+                [q["cpu_replay_completion_seconds_median"] * 1e3 for q in replay],
+                "s--",
+                color=f"C{i}",
+                alpha=0.6,
+                ms=4,
+                label=f"{scheme}, CPU replay",
+            )
+
+
 def plot_completion(result: dict[str, Any], path: str) -> None:
     plt = _pyplot()
     models = result["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
     for ax, model_name in zip(axes[0], models, strict=True):
-        for i, (scheme, r) in enumerate(result["schemes"].items()):
+        _plot_rounds_and_replay(
+            ax, result, model_name, lambda scheme, r: f"{scheme} (w={r['weight']}), rounds"
+        )
+        for i, r in enumerate(result["schemes"].values()):
             rows = r["models"][model_name]
-            xs = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is not None]
-            ys = [
-                q["completion_seconds_median"] * 1e3
-                for q in rows
-                if q.get("completion_seconds_median") is not None
-            ]
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme} (w={r['weight']}), rounds")
-            key = "cpu_replay_completion_seconds_median"
-            cx = [q["stragglers"] for q in rows if q.get(key) is not None]
-            cy = [q[key] * 1e3 for q in rows if q.get(key) is not None]
-            if cx:
-                ax.plot(
-                    cx, cy, "s--", color=f"C{i}", alpha=0.6, ms=4, label=f"{scheme}, CPU replay"
-                )
             fails = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is None]
             for f in fails:
                 ax.axvline(f, color=f"C{i}", ls=":", lw=1)
@@ -1381,22 +1395,7 @@ def plot_heterogeneous(result: dict[str, Any], path: str) -> None:
     models = result["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
     for ax, model_name in zip(axes[0], models, strict=True):
-        for i, (scheme, r) in enumerate(result["schemes"].items()):
-            rows = r["models"][model_name]
-            xs = [q["stragglers"] for q in rows if q.get("completion_seconds_median") is not None]
-            ys = [
-                q["completion_seconds_median"] * 1e3
-                for q in rows
-                if q.get("completion_seconds_median") is not None
-            ]
-            ax.plot(xs, ys, "o-", color=f"C{i}", label=f"{scheme}, rounds")
-            key = "cpu_replay_completion_seconds_median"
-            cx = [q["stragglers"] for q in rows if q.get(key) is not None]
-            cy = [q[key] * 1e3 for q in rows if q.get(key) is not None]
-            if cx:
-                ax.plot(
-                    cx, cy, "s--", color=f"C{i}", alpha=0.6, ms=4, label=f"{scheme}, CPU replay"
-                )
+        _plot_rounds_and_replay(ax, result, model_name, lambda scheme, r: f"{scheme}, rounds")
         ax.axvline(result["s_devices"] + 0.5, color="gray", lw=0.8, ls="--")
         ax.set_yscale("log")
         ax.set_xlabel("straggling devices")
