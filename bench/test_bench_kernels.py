@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import SMALL, row_uniform_csr
+
 from sparsecoded import kernels
 
 ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}

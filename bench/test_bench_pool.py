@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from sparsecoded.localpool import LocalPool
 from sparsecoded.pool import compute
 

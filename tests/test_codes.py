@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
 from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
 

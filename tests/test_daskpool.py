@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from sparsecoded import kernels
 from sparsecoded.errors import NotEnoughWorkers, PoolClosed
 from sparsecoded.pool import compute

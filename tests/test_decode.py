@@ -27,7 +27,9 @@ def check_solves(E, rows, rng, tail=(7, 3)):
     np.testing.assert_allclose(plan.solve(Y), Z, rtol=0, atol=atol)
     # both ways of applying a plan: the cached inverse (small k) and the substitution
     Y2 = Y.reshape(len(plan.rows), -1)
-    np.testing.assert_allclose(plan._substitute(Y2, np.dtype(np.float64)), Z.reshape(k, -1), rtol=0, atol=atol)
+    np.testing.assert_allclose(
+        plan._substitute(Y2, np.dtype(np.float64)), Z.reshape(k, -1), rtol=0, atol=atol
+    )
     return plan
 
 

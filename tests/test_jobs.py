@@ -11,11 +11,26 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparsecoded import CodedMatMat, CodedMatVec, InlinePool, LocalPool, NotEnoughWorkers, design_mm, design_mv
+from sparsecoded import (
+    CodedMatMat,
+    CodedMatVec,
+    InlinePool,
+    LocalPool,
+    NotEnoughWorkers,
+    design_mm,
+    design_mv,
+)
 from sparsecoded.stragglers import Crash, FixedDelay
 
 N, K = 8, 6
-MV_SCHEMES = [("sparse", K), ("mds", K), ("polynomial", K), ("orthopoly", K), ("replication", 4), ("uncoded", N)]
+MV_SCHEMES = [
+    ("sparse", K),
+    ("mds", K),
+    ("polynomial", K),
+    ("orthopoly", K),
+    ("replication", 4),
+    ("uncoded", N),
+]
 MM_SCHEMES = ["sparse", "mds", "polynomial", "orthopoly", "rkrp"]
 
 
@@ -142,7 +157,10 @@ def test_more_than_s_dead_is_a_clear_error_not_a_hang(pool, A, rng):
     x = rng.standard_normal(A.shape[1])
     with CodedMatVec(A, code, pool, stragglers=Crash([0, 3, 6], rounds=[0]), timeout=15) as op:
         t0 = time.perf_counter()
-        with pytest.raises(NotEnoughWorkers, match=r"needs results covering all k = 6 blocks.*dead workers \[0, 3, 6\]"):
+        with pytest.raises(
+            NotEnoughWorkers,
+            match=r"needs results covering all k = 6 blocks.*dead workers \[0, 3, 6\]",
+        ):
             op @ x
         assert time.perf_counter() - t0 < 10
         assert rel_err(op @ x, A @ x) < 1e-9  # round 1: respawned, no crash injected
@@ -168,7 +186,9 @@ def test_bad_input(pool, A, rng):
             op @ np.ones((120, 2, 2))
     with pytest.raises(ValueError, match="k = 6 row blocks, but A has only 4 rows"):
         CodedMatVec(sp.random_array((4, 10), density=0.5, format="csr", rng=rng), code, pool)
-    with pytest.raises(ValueError, match="the pool has 8 workers, expected at least the code's 10 devices"):
+    with pytest.raises(
+        ValueError, match="the pool has 8 workers, expected at least the code's 10 devices"
+    ):
         CodedMatVec(A, design_mv(10, 6, seed=0), pool)
     B = sp.random_array((119, 5), density=0.5, format="csr", rng=rng)
     with pytest.raises(ValueError, match=r"B has 119 rows, expected A.shape\[1\] = 120"):

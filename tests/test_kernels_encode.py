@@ -20,6 +20,7 @@ from kernel_cases import (
     scipy_encode,
     tol,
 )
+
 from sparsecoded.kernels import encode_row_blocks, lincomb
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from sparsecoded.kernels import encode_row_blocks, lincomb, matmat, matvec
 
 

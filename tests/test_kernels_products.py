@@ -19,6 +19,7 @@ from kernel_cases import (
     random_csr,
     tol,
 )
+
 from sparsecoded import kernels
 from sparsecoded.kernels import matmat, matvec
 

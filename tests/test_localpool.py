@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from sparsecoded.errors import NotEnoughWorkers, PoolClosed
 from sparsecoded.localpool import SHM_PREFIX, LocalPool
 from sparsecoded.pool import compute
@@ -162,10 +163,12 @@ def test_jobs_coexist_and_drop(pool, rng):
     x, y = rng.standard_normal(6), rng.standard_normal(5)
     for _ in range(3):
         np.testing.assert_array_equal(
-            pool.run("first", "matvec", x, enough=everyone(N)).results[(2, 0)], compute("matvec", a, x)
+            pool.run("first", "matvec", x, enough=everyone(N)).results[(2, 0)],
+            compute("matvec", a, x),
         )
         np.testing.assert_array_equal(
-            pool.run("second", "matvec", y, enough=everyone(N)).results[(2, 0)], compute("matvec", b, y)
+            pool.run("second", "matvec", y, enough=everyone(N)).results[(2, 0)],
+            compute("matvec", b, y),
         )
     pool.place("second", [[a]] * N)  # replaced: new payloads under the same key
     np.testing.assert_array_equal(
@@ -313,7 +316,9 @@ def test_timeout_raises_and_cancels(pool, job, rng):
 
 def test_worker_exception_reaches_the_master(pool, job, rng):
     pool.place(job, [[(block(rng, 3, 4), block(rng, 5, 2))]] * N)  # inner sizes differ
-    with pytest.raises(ValueError, match=r"B has B.shape\[0\] = 5 rows, expected A.shape\[1\] = 4") as info:
+    with pytest.raises(
+        ValueError, match=r"B has B.shape\[0\] = 5 rows, expected A.shape\[1\] = 4"
+    ) as info:
         pool.run(job, "matmat", None, enough=everyone(N))
     if sys.version_info >= (3, 11):
         assert "in LocalPool worker" in "".join(info.value.__notes__)

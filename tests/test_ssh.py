@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import scipy.sparse as sp
+
 from sparsecoded.stragglers import Crash
 
 pytest.importorskip("distributed")

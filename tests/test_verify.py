@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
 from sparsecoded.verify import exact_full_rank, hall_surplus_test
 

@@ -53,7 +53,13 @@ _SUBMODULES = {
     "experiments",
 }
 
-__all__ = ["__version__", "default_threads", "openmp_available", *sorted(_LAZY), *sorted(_SUBMODULES)]
+__all__ = [
+    "__version__",
+    "default_threads",
+    "openmp_available",
+    *sorted(_LAZY),
+    *sorted(_SUBMODULES),
+]
 
 
 def __getattr__(name: str) -> Any:

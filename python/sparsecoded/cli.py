@@ -18,12 +18,24 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         description="Run A @ x as a coded job on local worker processes, with s workers delayed, "
         "and compare the sparse code with the uncoded and dense-MDS jobs on the same workers.",
     )
-    p.add_argument("--workers", type=int, default=8, help="number of worker processes n (default 8)")
-    p.add_argument("--k", type=int, default=6, help="number of row blocks k (default 6: s = n - k stragglers)")
-    p.add_argument("--size", type=int, nargs=2, default=(60000, 40000), metavar=("M", "C"),
-                   help="shape of the random sparse matrix (default 60000 40000)")
+    p.add_argument(
+        "--workers", type=int, default=8, help="number of worker processes n (default 8)"
+    )
+    p.add_argument(
+        "--k", type=int, default=6, help="number of row blocks k (default 6: s = n - k stragglers)"
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(60000, 40000),
+        metavar=("M", "C"),
+        help="shape of the random sparse matrix (default 60000 40000)",
+    )
     p.add_argument("--density", type=float, default=0.005, help="its density (default 0.005)")
-    p.add_argument("--delay", type=float, default=1.0, help="seconds each straggler sleeps (default 1)")
+    p.add_argument(
+        "--delay", type=float, default=1.0, help="seconds each straggler sleeps (default 1)"
+    )
     p.add_argument("--rounds", type=int, default=3, help="rounds timed per job (median; default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_demo)
@@ -37,7 +49,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # kept here so that building the parser does not import the experiments' dependencies
 EXPERIMENT_NAMES = (
-    "worker-time", "encode-time", "completion", "stability", "iterative", "heterogeneous",
+    "worker-time",
+    "encode-time",
+    "completion",
+    "stability",
+    "iterative",
+    "heterogeneous",
 )
 
 
@@ -52,68 +69,136 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", choices=EXPERIMENT_NAMES, help="which experiment")
     g = p.add_argument_group("input")
-    g.add_argument("--size", type=int, nargs=2, default=None, metavar=("M", "C"),
-                   help="random matrix shape (default 32000 20000; stability 2000 400)")
-    g.add_argument("--density", default="0.01",
-                   help="random matrix density; a comma list sweeps it (default 0.01)")
-    g.add_argument("--matrix", default=None, metavar="FILE",
-                   help="a Matrix Market file (.mtx or .mtx.gz) instead of a random matrix")
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed of the matrix, codes, x and stragglers")
+    g.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("M", "C"),
+        help="random matrix shape (default 32000 20000; stability 2000 400)",
+    )
+    g.add_argument(
+        "--density",
+        default="0.01",
+        help="random matrix density; a comma list sweeps it (default 0.01)",
+    )
+    g.add_argument(
+        "--matrix",
+        default=None,
+        metavar="FILE",
+        help="a Matrix Market file (.mtx or .mtx.gz) instead of a random matrix",
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="seed of the matrix, codes, x and stragglers"
+    )
     g = p.add_argument_group("code")
     g.add_argument("--workers", default=None, help="workers n; a comma list sweeps it")
     g.add_argument("--k", default=None, help="row blocks k; a comma list sweeps it")
-    g.add_argument("--schemes", default=None,
-                   help="comma list: sparse, uncoded, replication, mds, polynomial, orthopoly "
-                   "(matrix-matrix also rkrp)")
-    g.add_argument("--ka", type=int, default=None,
-                   help="worker-time: matrix-matrix A @ B with k_a row blocks of A")
-    g.add_argument("--kb", type=int, default=None,
-                   help="worker-time: ... and k_b column blocks of B")
-    g.add_argument("--stragglers", type=int, default=None,
-                   help="stability: s (k = n - s, default 4); iterative: workers delayed; "
-                   "heterogeneous: devices to tolerate")
-    g.add_argument("--capacities", default=None,
-                   help="heterogeneous: comma list, one per device (default 1,2,3,1,...)")
+    g.add_argument(
+        "--schemes",
+        default=None,
+        help="comma list: sparse, uncoded, replication, mds, polynomial, orthopoly "
+        "(matrix-matrix also rkrp)",
+    )
+    g.add_argument(
+        "--ka",
+        type=int,
+        default=None,
+        help="worker-time: matrix-matrix A @ B with k_a row blocks of A",
+    )
+    g.add_argument(
+        "--kb", type=int, default=None, help="worker-time: ... and k_b column blocks of B"
+    )
+    g.add_argument(
+        "--stragglers",
+        type=int,
+        default=None,
+        help="stability: s (k = n - s, default 4); iterative: workers delayed; "
+        "heterogeneous: devices to tolerate",
+    )
+    g.add_argument(
+        "--capacities",
+        default=None,
+        help="heterogeneous: comma list, one per device (default 1,2,3,1,...)",
+    )
     g = p.add_argument_group("measurement")
-    g.add_argument("--reps", type=int, default=5,
-                   help="timed repetitions per figure (median; default 5)")
-    g.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                   help="worker-time: the worker's CPU time (default; immune to time slicing on "
-                   "a busy machine) or elapsed time; both are recorded")
-    g.add_argument("--rounds", type=int, default=3,
-                   help="rounds per straggler setting (default 3)")
-    g.add_argument("--warmup", type=int, default=1,
-                   help="untimed rounds after placing the blocks (default 1)")
+    g.add_argument(
+        "--reps", type=int, default=5, help="timed repetitions per figure (median; default 5)"
+    )
+    g.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="worker-time: the worker's CPU time (default; immune to time slicing on "
+        "a busy machine) or elapsed time; both are recorded",
+    )
+    g.add_argument("--rounds", type=int, default=3, help="rounds per straggler setting (default 3)")
+    g.add_argument(
+        "--warmup", type=int, default=1, help="untimed rounds after placing the blocks (default 1)"
+    )
     g.add_argument("--iters", type=int, default=30, help="iterative: iterations (default 30)")
-    g.add_argument("--trials", type=int, default=5,
-                   help="stability: random straggler sets decoded per scheme (default 5)")
-    g.add_argument("--max-subsets", type=int, default=20000,
-                   help="stability: certify enumerates responder sets up to this many")
-    g.add_argument("--models", default="fixed,shiftexp,crash",
-                   help="straggler models: fixed (delay), shiftexp (shifted exponential), crash")
-    g.add_argument("--delay", type=float, default=0.5,
-                   help="straggler delay / exponential shift, seconds (default 0.5)")
-    g.add_argument("--timeout", type=float, default=60.0,
-                   help="pool round timeout, seconds (default 60)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="encode-time: threads of the encoding kernel (default 1, like the "
-                   "dense baseline's BLAS with --blas-threads 1)")
-    g.add_argument("--no-dense", action="store_true",
-                   help="encode-time: skip the dense-array MDS baseline")
-    g.add_argument("--dense-limit-mb", type=float, default=4096,
-                   help="encode-time: skip the dense-array baseline above this memory (MiB)")
+    g.add_argument(
+        "--trials",
+        type=int,
+        default=5,
+        help="stability: random straggler sets decoded per scheme (default 5)",
+    )
+    g.add_argument(
+        "--max-subsets",
+        type=int,
+        default=20000,
+        help="stability: certify enumerates responder sets up to this many",
+    )
+    g.add_argument(
+        "--models",
+        default="fixed,shiftexp,crash",
+        help="straggler models: fixed (delay), shiftexp (shifted exponential), crash",
+    )
+    g.add_argument(
+        "--delay",
+        type=float,
+        default=0.5,
+        help="straggler delay / exponential shift, seconds (default 0.5)",
+    )
+    g.add_argument(
+        "--timeout", type=float, default=60.0, help="pool round timeout, seconds (default 60)"
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="encode-time: threads of the encoding kernel (default 1, like the "
+        "dense baseline's BLAS with --blas-threads 1)",
+    )
+    g.add_argument(
+        "--no-dense", action="store_true", help="encode-time: skip the dense-array MDS baseline"
+    )
+    g.add_argument(
+        "--dense-limit-mb",
+        type=float,
+        default=4096,
+        help="encode-time: skip the dense-array baseline above this memory (MiB)",
+    )
     g = p.add_argument_group("backend and output")
     g.add_argument("--live", action="store_true", help="run rounds on LocalPool processes")
     g.add_argument("--dask", action="store_true", help="run rounds on a Dask LocalCluster")
-    g.add_argument("--json", default=None, metavar="F",
-                   help="write every measurement to this JSON file")
-    g.add_argument("--plot", default=None, metavar="P",
-                   help="write a PNG plot here (needs matplotlib: the [plot] extra)")
+    g.add_argument(
+        "--json", default=None, metavar="F", help="write every measurement to this JSON file"
+    )
+    g.add_argument(
+        "--plot",
+        default=None,
+        metavar="P",
+        help="write a PNG plot here (needs matplotlib: the [plot] extra)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads of this process (default 1: on a loaded machine a "
-                   "threaded BLAS turns a microsecond decode into tens of milliseconds)")
+    g.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads of this process (default 1: on a loaded machine a "
+        "threaded BLAS turns a microsecond decode into tens of milliseconds)",
+    )
     p.set_defaults(func=_run_experiment)
 
 

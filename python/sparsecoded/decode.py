@@ -105,7 +105,9 @@ class DecodePlan:
         """
         Y = np.asarray(Y)
         if Y.shape[0] != len(self.rows):
-            raise ValueError(f"Y has {Y.shape[0]} results, expected {len(self.rows)} (one per plan row)")
+            raise ValueError(
+                f"Y has {Y.shape[0]} results, expected {len(self.rows)} (one per plan row)"
+            )
         tail = Y.shape[1:]
         Y2 = Y.reshape(Y.shape[0], -1)
         work = np.result_type(Y2.dtype, np.float64)
@@ -184,7 +186,9 @@ class Decoder:
     [1.0, 2.0]
     """
 
-    def __init__(self, encoding, *, max_condition: float = DEFAULT_MAX_CONDITION, cache_size: int = 256):
+    def __init__(
+        self, encoding, *, max_condition: float = DEFAULT_MAX_CONDITION, cache_size: int = 256
+    ):
         E = sp.csr_array(encoding, dtype=np.float64)
         E.sum_duplicates()
         E.eliminate_zeros()
@@ -285,9 +289,7 @@ class Decoder:
         coo = E_W.tocoo()
         src = owner_of_row[coo.row]
         keep = src != coo.col
-        G = sp.csr_array(
-            (np.ones(int(keep.sum())), (src[keep], coo.col[keep])), shape=(k, k)
-        )
+        G = sp.csr_array((np.ones(int(keep.sum())), (src[keep], coo.col[keep])), shape=(k, k))
         n_comp, label = connected_components(G, directed=True, connection="strong")
         order = _topological_components(G, label, n_comp)
         components = []
@@ -306,7 +308,9 @@ class Decoder:
             coupling = other if other.nnz else None
             if cols.size == 1:
                 coef = float(diag.toarray()[0, 0])
-                kind, factor = ("copy", 1.0) if coef == 1.0 and coupling is None else ("scale", coef)
+                kind, factor = (
+                    ("copy", 1.0) if coef == 1.0 and coupling is None else ("scale", coef)
+                )
             elif cols.size <= _DENSE_COMPONENT:
                 kind, factor = "dense", la.lu_factor(diag.toarray(), check_finite=False)
             else:
@@ -334,9 +338,7 @@ def _topological_components(G: sp.csr_array, label: np.ndarray, n_comp: int) -> 
     a, b = label[coo.row], label[coo.col]
     cross = a != b
     # edge comp(a) -> comp(b) means a depends on b: b must come first
-    deps = sp.csr_array(
-        (np.ones(int(cross.sum())), (a[cross], b[cross])), shape=(n_comp, n_comp)
-    )
+    deps = sp.csr_array((np.ones(int(cross.sum())), (a[cross], b[cross])), shape=(n_comp, n_comp))
     deps.sum_duplicates()
     remaining = np.diff(deps.indptr).astype(np.int64)  # unsolved dependencies per component
     dependents = deps.T.tocsr()

@@ -43,10 +43,18 @@ def run_demo(args: argparse.Namespace) -> int:
     t_scipy = time.perf_counter() - t0
     slow = sorted(rng.choice(n, size=s, replace=False).tolist())
     delay = args.delay
-    print(f"A: {m} x {c} at density {args.density:g} ({A.nnz} nonzeros); "
-          f"{n} worker processes, k = {k}, so up to s = {s} stragglers")
-    print(f"stragglers: workers {slow} sleep {delay:g} s in every round; scipy A @ x took {t_scipy * 1e3:.1f} ms\n")
-    header = f"{'scheme':<10} {'weight':>6} {'encode ms':>10} {'round ms':>10} {'with stragglers ms':>19} {'rel. error':>11}"
+    print(
+        f"A: {m} x {c} at density {args.density:g} ({A.nnz} nonzeros); "
+        f"{n} worker processes, k = {k}, so up to s = {s} stragglers"
+    )
+    print(
+        f"stragglers: workers {slow} sleep {delay:g} s in every round; "
+        f"scipy A @ x took {t_scipy * 1e3:.1f} ms\n"
+    )
+    header = (
+        f"{'scheme':<10} {'weight':>6} {'encode ms':>10} {'round ms':>10} "
+        f"{'with stragglers ms':>19} {'rel. error':>11}"
+    )
     print(header)
     print("-" * len(header))
     worst = 0.0
@@ -61,11 +69,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 t_slow, y2 = _median_round(op, x, args.rounds)
             err = max(np.linalg.norm(y - y_ref), np.linalg.norm(y2 - y_ref)) / np.linalg.norm(y_ref)
             worst = max(worst, err)
-            print(f"{scheme:<10} {code.weight:>6} {enc * 1e3:>10.1f} {t_clean * 1e3:>10.1f} "
-                  f"{t_slow * 1e3:>19.1f} {err:>11.1e}")
-    print("\nThe sparse code answers from the first k workers and never waits for the stragglers;"
-          "\nthe uncoded job must wait for them; dense MDS mixes all k blocks into every worker's"
-          "\nblock, so its workers do about k / w times the sparse code's work.")
+            print(
+                f"{scheme:<10} {code.weight:>6} {enc * 1e3:>10.1f} {t_clean * 1e3:>10.1f} "
+                f"{t_slow * 1e3:>19.1f} {err:>11.1e}"
+            )
+    print(
+        "\nThe sparse code answers from the first k workers and never waits for the stragglers;"
+        "\nthe uncoded job must wait for them; dense MDS mixes all k blocks into every worker's"
+        "\nblock, so its workers do about k / w times the sparse code's work."
+    )
     ok = worst < 1e-8
     print(f"check against scipy: {'OK' if ok else 'FAILED'} (largest relative error {worst:.1e})")
     return 0 if ok else 1

@@ -72,7 +72,9 @@ class InlinePool:
     def place(self, job: str, payloads: Sequence[Sequence[Any]]) -> None:
         self._check_open()
         if len(payloads) != self.n_workers:
-            raise ValueError(f"payloads has {len(payloads)} entries, expected one per worker ({self.n_workers})")
+            raise ValueError(
+                f"payloads has {len(payloads)} entries, expected one per worker ({self.n_workers})"
+            )
         self._jobs[job] = [list(p) for p in payloads]
 
     def drop(self, job: str) -> None:
@@ -123,11 +125,20 @@ class InlinePool:
                 done = {w for w, _ in order}
                 busy = [w for w, p in enumerate(self._jobs[job]) if p and w not in dead]
                 cancelled = sorted(
-                    w for w in busy if w not in done or any((w, q) not in results for q in range(len(self._jobs[job][w])))
+                    w
+                    for w in busy
+                    if w not in done
+                    or any((w, q) not in results for q in range(len(self._jobs[job][w])))
                 )
-                return RoundResult(results, order, seconds, cancelled, dead, at, {"mode": "simulated"})
+                return RoundResult(
+                    results, order, seconds, cancelled, dead, at, {"mode": "simulated"}
+                )
         answered = sorted({w for w, _ in order})
-        why = f"timed out after {limit:g} s" if events and events[-1][0] > limit else "every live worker answered"
+        why = (
+            f"timed out after {limit:g} s"
+            if events and events[-1][0] > limit
+            else "every live worker answered"
+        )
         raise NotEnoughWorkers(
             f"round cannot be decoded: {why}; dead workers {dead}, answered {answered}",
             dead=dead,

@@ -73,7 +73,8 @@ def _as_csr(M: Any, name: str) -> sp.csr_array:
 def _check_pool(pool: Any, n_devices: int) -> None:
     if pool.n_workers < n_devices:
         raise ValueError(
-            f"the pool has {pool.n_workers} workers, expected at least the code's {n_devices} devices"
+            f"the pool has {pool.n_workers} workers, "
+            f"expected at least the code's {n_devices} devices"
         )
 
 
@@ -82,8 +83,16 @@ class _CodedJob:
 
     op: str
 
-    def __init__(self, code: Any, pool: Any, encoding: sp.csr_array, owner: np.ndarray,
-                 stragglers: StragglerModel | None, max_condition: float, timeout: float | None):
+    def __init__(
+        self,
+        code: Any,
+        pool: Any,
+        encoding: sp.csr_array,
+        owner: np.ndarray,
+        stragglers: StragglerModel | None,
+        max_condition: float,
+        timeout: float | None,
+    ):
         self.code = code
         self.pool = pool
         self.stragglers = stragglers
@@ -108,7 +117,9 @@ class _CodedJob:
         self._n_slots = sum(len(p) for p in per_worker)
         t0 = time.perf_counter()
         self.pool.place(self._job, per_worker)
-        self._base_report = JobReport(encode_seconds=encode_seconds, place_seconds=time.perf_counter() - t0)
+        self._base_report = JobReport(
+            encode_seconds=encode_seconds, place_seconds=time.perf_counter() - t0
+        )
         self.report = self._base_report
 
     def _enough(self, results: Mapping[SlotKey, Any]) -> bool:
@@ -120,7 +131,9 @@ class _CodedJob:
         # every result is in: take the best system there is rather than fail
         return plan is not None and len(results) == self._n_slots
 
-    def _run_round(self, operand: np.ndarray | None) -> tuple[RoundResult, DecodePlan, dict[int, Any], bool]:
+    def _run_round(
+        self, operand: np.ndarray | None
+    ) -> tuple[RoundResult, DecodePlan, dict[int, Any], bool]:
         if self._closed:
             raise ValueError("this coded job is closed")
         actions = None
@@ -128,12 +141,19 @@ class _CodedJob:
             actions = self.stragglers.plan(self.pool.n_workers, self._round)
         made_before = self._decoder.misses
         try:
-            rr = self.pool.run(self._job, self.op, operand, enough=self._enough,
-                               actions=actions, timeout=self.timeout)
+            rr = self.pool.run(
+                self._job,
+                self.op,
+                operand,
+                enough=self._enough,
+                actions=actions,
+                timeout=self.timeout,
+            )
         except NotEnoughWorkers as exc:
             raise NotEnoughWorkers(
-                f"{type(self).__name__} round {self._round} failed: decoding needs results covering "
-                f"all k = {self.k} blocks (any {self.k} of the {len(self._devices_with_work)} workers "
+                f"{type(self).__name__} round {self._round} failed: decoding needs results "
+                f"covering all k = {self.k} blocks (any {self.k} of the "
+                f"{len(self._devices_with_work)} workers "
                 f"for a straggler-optimal code); dead workers {exc.dead}, answered {exc.answered}. "
                 f"Pool said: {exc}",
                 dead=exc.dead,
@@ -146,7 +166,9 @@ class _CodedJob:
         cached = plan.serial <= made_before  # factorised in an earlier round
         return rr, plan, by_row, cached
 
-    def _finish_report(self, rr: RoundResult, plan: DecodePlan, decode_seconds: float, cached: bool) -> None:
+    def _finish_report(
+        self, rr: RoundResult, plan: DecodePlan, decode_seconds: float, cached: bool
+    ) -> None:
         per_device: dict[int, float] = {}
         for (w, _), s in rr.compute_seconds.items():
             per_device[w] = per_device.get(w, 0.0) + s
@@ -219,16 +241,30 @@ class CodedMatVec(_CodedJob):
 
     op = "matvec"
 
-    def __init__(self, A: Any, code: Any, pool: Any, *, stragglers: StragglerModel | None = None,
-                 max_condition: float = DEFAULT_MAX_CONDITION, timeout: float | None = None):
+    def __init__(
+        self,
+        A: Any,
+        code: Any,
+        pool: Any,
+        *,
+        stragglers: StragglerModel | None = None,
+        max_condition: float = DEFAULT_MAX_CONDITION,
+        timeout: float | None = None,
+    ):
         A = _as_csr(A, "A")
         encoding = sp.csr_array(code.encoding)
         n_rows, k = encoding.shape
         m, c = A.shape
         if k > m:
-            raise ValueError(f"the code splits A into k = {k} row blocks, but A has only {m} rows: expected k <= {m}")
-        owner = np.asarray(getattr(code, "owner", None) if getattr(code, "owner", None) is not None
-                           else np.arange(n_rows))
+            raise ValueError(
+                f"the code splits A into k = {k} row blocks, but A has only {m} rows: "
+                f"expected k <= {m}"
+            )
+        owner = np.asarray(
+            getattr(code, "owner", None)
+            if getattr(code, "owner", None) is not None
+            else np.arange(n_rows)
+        )
         n_devices = int(getattr(code, "n_workers", owner.max() + 1))
         _check_pool(pool, n_devices)
         self.shape = (m, c)
@@ -246,7 +282,9 @@ class CodedMatVec(_CodedJob):
         x = np.asarray(x)
         m, c = self.shape
         if x.ndim not in (1, 2):
-            raise ValueError(f"x must be a vector or a 2-D matrix, got {x.ndim}-D (shape {x.shape})")
+            raise ValueError(
+                f"x must be a vector or a 2-D matrix, got {x.ndim}-D (shape {x.shape})"
+            )
         if x.shape[0] != c:
             what = "x has length" if x.ndim == 1 else "X has"
             rows = "" if x.ndim == 1 else " rows"
@@ -259,7 +297,9 @@ class CodedMatVec(_CodedJob):
         Y = np.stack([by_row[r] for r in plan.rows])
         Z = plan.solve(Y)  # (k, b[, ncols])
         out = Z.reshape((self.k * self.block_rows, *Z.shape[2:]))[:m]
-        out = out.astype(np.result_type(self.dtype, x.dtype if x.dtype.kind == "f" else self.dtype), copy=False)
+        out = out.astype(
+            np.result_type(self.dtype, x.dtype if x.dtype.kind == "f" else self.dtype), copy=False
+        )
         self._finish_report(rr, plan, time.perf_counter() - t0, cached)
         return out
 
@@ -278,8 +318,17 @@ class CodedMatMat(_CodedJob):
 
     op = "matmat"
 
-    def __init__(self, A: Any, B: Any, code: Any, pool: Any, *, stragglers: StragglerModel | None = None,
-                 max_condition: float = DEFAULT_MAX_CONDITION, timeout: float | None = None):
+    def __init__(
+        self,
+        A: Any,
+        B: Any,
+        code: Any,
+        pool: Any,
+        *,
+        stragglers: StragglerModel | None = None,
+        max_condition: float = DEFAULT_MAX_CONDITION,
+        timeout: float | None = None,
+    ):
         A = _as_csr(A, "A")
         B = _as_csr(B, "B")
         if B.shape[0] != A.shape[1]:
@@ -291,16 +340,24 @@ class CodedMatMat(_CodedJob):
         n_rows, k_a = Ea.shape
         k_b = Eb.shape[1]
         if k_a > A.shape[0]:
-            raise ValueError(f"the code splits A into k_a = {k_a} row blocks, but A has only {A.shape[0]} rows")
+            raise ValueError(
+                f"the code splits A into k_a = {k_a} row blocks, but A has only {A.shape[0]} rows"
+            )
         if k_b > B.shape[1]:
-            raise ValueError(f"the code splits B into k_b = {k_b} column blocks, but B has only {B.shape[1]} columns")
+            raise ValueError(
+                f"the code splits B into k_b = {k_b} column blocks, "
+                f"but B has only {B.shape[1]} columns"
+            )
         _check_pool(pool, int(getattr(code, "n_workers", n_rows)))
         self.shape = (A.shape[0], B.shape[1])
         self.k_a, self.k_b = k_a, k_b
         # worker i's row of the system in the unknowns C_pq (index p * k_b + q)
         kron = sp.csr_array(sp.vstack([sp.kron(Ea[[i]], Eb[[i]]) for i in range(n_rows)]))
-        owner = np.asarray(getattr(code, "owner", None) if getattr(code, "owner", None) is not None
-                           else np.arange(n_rows))
+        owner = np.asarray(
+            getattr(code, "owner", None)
+            if getattr(code, "owner", None) is not None
+            else np.arange(n_rows)
+        )
         super().__init__(code, pool, kron, owner, stragglers, max_condition, timeout)
         t0 = time.perf_counter()
         blocks_a = kernels.encode_row_blocks(A, Ea)

@@ -78,9 +78,11 @@ class NoStragglers(StragglerModel):
 
 
 class FixedDelay(StragglerModel):
-    """The given workers sleep ``seconds`` before computing, in ``rounds`` (default: every round)."""
+    """The given workers sleep ``seconds`` before computing, in ``rounds`` (default: all)."""
 
-    def __init__(self, workers: Sequence[int], seconds: float, *, rounds: Iterable[int] | None = None):
+    def __init__(
+        self, workers: Sequence[int], seconds: float, *, rounds: Iterable[int] | None = None
+    ):
         self.workers = frozenset(int(w) for w in workers)
         self.seconds = _check_seconds(seconds)
         self.rounds = _check_rounds(rounds)
@@ -155,7 +157,9 @@ class _Combined(StragglerModel):
 
     def action(self, worker: int, round_index: int) -> Action:
         acts = [m.action(worker, round_index) for m in self.models]
-        return Action(delay=max((a.delay for a in acts), default=0.0), crash=any(a.crash for a in acts))
+        return Action(
+            delay=max((a.delay for a in acts), default=0.0), crash=any(a.crash for a in acts)
+        )
 
     def __repr__(self) -> str:
         return "combine(" + ", ".join(map(repr, self.models)) + ")"
