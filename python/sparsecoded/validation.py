@@ -38,6 +38,11 @@ class CSR(NamedTuple):
         return int(self.indices.shape[0])
 
 
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_FLOATS = (_F32, _F64)
+
+
 def value_dtype(*dtypes: np.dtype, name: str = "input") -> np.dtype:
     """The kernel value type for operands of the given dtypes.
 
@@ -45,6 +50,13 @@ def value_dtype(*dtypes: np.dtype, name: str = "input") -> np.dtype:
     float64 (as scipy promotes them against a float64 operand); the result
     follows numpy promotion across operands. Complex and other dtypes raise.
     """
+    # fast path for the common call (every operand already float32/float64):
+    # this runs several times per kernel call, and small products are
+    # dominated by such fixed costs
+    if all(dt in _FLOATS for dt in dtypes):
+        if not dtypes:
+            return _F64
+        return _F32 if all(dt == _F32 for dt in dtypes) else _F64
     kinds = []
     for dt in dtypes:
         dt = np.dtype(dt)
