@@ -366,7 +366,9 @@ def test_rounds_leak_neither_fds_nor_segments(pool, job, rng):
         r = pool.run(job, "matvec", x, enough=everyone(N - 1 if i % 2 else N))
     assert open_fds() == fds
     assert our_segments() == segments
-    np.testing.assert_array_equal(r.results[(0, 0)], compute("matvec", a, x))
+    # the last round needed N - 1 answers, so any worker may be the one missing
+    for got in r.results.values():
+        np.testing.assert_array_equal(got, compute("matvec", a, x))
     # a crash and its respawn do not leak either
     pool.run(
         job, "matvec", x, enough=everyone(N - 1), actions=[Action(crash=True)] + [Action()] * 3
