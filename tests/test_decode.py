@@ -107,6 +107,18 @@ def test_combine_decodes_sparse_results_sparsely(rng):
         np.testing.assert_allclose(out[j].toarray(), blocks[j].toarray(), atol=1e-10)
 
 
+def test_combine_keeps_small_coefficients_beside_large_ones():
+    # G = E^-1 = [[1e-14, 0], [-1e-14, 1]]: row 1 mixes coefficients 14 orders
+    # apart, and both are needed (a cut relative to the row's largest dropped one)
+    E = np.array([[1e14, 0.0], [1.0, 1.0]])
+    blocks = [sp.csr_array(np.array([[1.0, 2.0]])), sp.csr_array(np.array([[3.0, 4.0]]))]
+    results = [sp.csr_array(sum(E[i, j] * blocks[j] for j in range(2))) for i in range(2)]
+    plan = Decoder(E).plan([0, 1])
+    out = plan.combine([results[r] for r in plan.rows])
+    for j in range(2):
+        np.testing.assert_allclose(out[j].toarray(), blocks[j].toarray(), rtol=1e-12)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="NaN or inf"):
         Decoder(np.array([[np.nan, 1.0]]))

@@ -151,11 +151,13 @@ class DecodePlan:
         a copy and sparse results stay sparse.
         """
         G = self.inverse()
-        scale = np.abs(G).max(axis=1, keepdims=True)
         out = []
         for j in range(self.k):
-            # entries ~1e-16 of the row's scale are rounding residue of exact zeros
-            nz = np.flatnonzero(np.abs(G[j]) > 1e-13 * scale[j])
+            # Only exact zeros are skipped: the substitution leaves the zeros
+            # of the block-triangular structure exactly 0.0.  A relative cut
+            # (say 1e-13 of the row's largest entry) would drop real terms
+            # when a row mixes coefficients of very different sizes.
+            nz = np.flatnonzero(G[j])
             mats = [results[i] for i in nz]
             out.append(kernels.lincomb(mats, G[j, nz], n_threads=n_threads))
         return out
