@@ -352,6 +352,25 @@ def test_worker_killed_between_rounds_is_respawned(pool, job, rng):
     np.testing.assert_array_equal(r.results[(1, 0)], compute("matvec", a, x))
 
 
+def test_respawned_worker_survives_its_result_area_growing_before_it_starts(rng):
+    # Worker 1 dies in round 1 and is respawned at once with the name of its current
+    # result area; round 2 (wider operand) grows and frees that area long before the
+    # new process has imported numpy and mapped it.  It must still answer round 2.
+    blocks = [block(rng, 30, 40) for _ in range(2)]
+    with LocalPool(2, timeout=30) as pool:
+        pool.place("j", [[b] for b in blocks])
+        r = pool.run(
+            "j", "matvec", np.ones(40), enough=everyone(1), actions=[Action(), Action(crash=True)]
+        )
+        assert r.dead == [1]
+        for n_cols in (100, 300):  # round 3 grows the area again, under the new worker
+            x = rng.standard_normal((40, n_cols))
+            r = pool.run("j", "matvec", x, enough=everyone(2))
+            assert r.dead == [] and r.extra["died_between_rounds"] == []
+            for w in range(2):
+                np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
+
+
 # ----------------------------------------------------------------------------- resources
 
 

@@ -208,7 +208,14 @@ class _Worker:
         self.conn = conn
         self.ppid = os.getppid()
         self.ctrl = _attach(ctrl)
-        self.res: mpshm.SharedMemory | None = _attach(res)
+        self.res: mpshm.SharedMemory | None
+        try:
+            self.res = _attach(res)
+        except FileNotFoundError:
+            # a respawned worker: the master grew (and freed) this segment before we
+            # mapped it; the resize message that names the new one is in the pipe.
+            # Until it is read, results go through the pipe.
+            self.res = None
         self.op: mpshm.SharedMemory | None = None
         # job id -> (segment, payload list) or (None, reason it could not be placed)
         self.jobs: dict[int, tuple[mpshm.SharedMemory | None, Any]] = {}
