@@ -371,6 +371,49 @@ def test_respawned_worker_survives_its_result_area_growing_before_it_starts(rng)
                 np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
 
 
+@needs_linux
+@pytest.mark.parametrize("interrupt", [OSError(24, "Too many open files"), KeyboardInterrupt()])
+def test_failed_place_keeps_the_old_job_and_frees_what_it_built(pool, job, rng, interrupt):
+    blocks = [block(rng, 3, 4) for _ in range(N)]
+    pool.place(job, [[b] for b in blocks])
+    before = our_segments()
+    new_segment = pool._res.new_segment
+    calls = []
+
+    def flaky(size):
+        calls.append(size)
+        if len(calls) == 2:  # the segment of worker 1
+            raise interrupt
+        return new_segment(size)
+
+    pool._res.new_segment = flaky
+    try:
+        with pytest.raises(type(interrupt)):
+            pool.place(job, [[2 * b] for b in blocks])
+        calls.clear()
+        with pytest.raises(type(interrupt)):
+            pool.place(job + "-new", [[b] for b in blocks])
+    finally:
+        del pool._res.new_segment
+    assert our_segments() == before
+    with pytest.raises(ValueError, match=r"job '.*-new' is not placed"):
+        pool.run(job + "-new", "matvec", np.ones(4), enough=everyone(N))
+    # the old job is whole, on every worker
+    x = rng.standard_normal(4)
+    r = pool.run(job, "matvec", x, enough=everyone(N))
+    for w in range(N):
+        np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
+
+
+@needs_linux
+def test_a_placed_segment_costs_the_master_one_descriptor(pool, job, rng):
+    fds = open_fds()
+    pool.place(job, [[block(rng, 3, 4)] for _ in range(N)])
+    assert open_fds() - fds == N
+    pool.drop(job)
+    assert open_fds() == fds
+
+
 # ----------------------------------------------------------------------------- resources
 
 

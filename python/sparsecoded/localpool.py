@@ -104,16 +104,29 @@ def _attach(name: str) -> mpshm.SharedMemory:
     unlink, or outlive it and make the tracker unlink or warn about it later.
     """
     if sys.version_info >= (3, 13):
-        return mpshm.SharedMemory(name=name, track=False)
+        return _close_fd(mpshm.SharedMemory(name=name, track=False))
     from multiprocessing import resource_tracker
 
     # Only ever called in a worker process, from its single thread.
     register = resource_tracker.register
     resource_tracker.register = lambda *args, **kwargs: None
     try:
-        return mpshm.SharedMemory(name=name)
+        return _close_fd(mpshm.SharedMemory(name=name))
     finally:
         resource_tracker.register = register
+
+
+def _close_fd(shm: mpshm.SharedMemory) -> mpshm.SharedMemory:
+    """Close the descriptor SharedMemory keeps besides its mapping (mmap holds its own).
+
+    A segment then costs one descriptor, not two; nothing reads ``_fd`` again but
+    ``close()``, which skips it when it is -1.
+    """
+    fd = getattr(shm, "_fd", -1)
+    if fd >= 0:
+        os.close(fd)
+        shm._fd = -1
+    return shm
 
 
 def _close_quietly(shm: mpshm.SharedMemory | None) -> None:
@@ -407,6 +420,7 @@ class _Resources:
     def new_segment(self, size: int) -> mpshm.SharedMemory:
         shm = mpshm.SharedMemory(name=_segment_name(), create=True, size=max(int(size), 1))
         self.segments[shm.name] = shm
+        _close_fd(shm)
         return shm
 
     def free_segment(self, shm: mpshm.SharedMemory | None) -> None:
@@ -664,27 +678,45 @@ class LocalPool:
             arrays: list[np.ndarray] = []
             specs = [_to_spec(b, arrays, f"payloads[{w}][{s}]") for s, b in enumerate(blocks)]
             prepared.append((specs, arrays))
-        self.drop(job)
+        # Build every segment first: a failure here (EMFILE, ENOSPC, Ctrl-C) frees what
+        # was built and leaves the pool as it was, the old job under this key included.
         record = _Job(self._next_job_id, [], [], [], [])
+        try:
+            for specs, arrays in prepared:
+                metas, offset = [], 0
+                for arr in arrays:
+                    metas.append((offset, arr.dtype.str, arr.shape))
+                    offset += _align(arr.nbytes)
+                if not specs:
+                    record.segments.append(None)
+                    record.place_msgs.append(None)
+                else:
+                    shm = self._res.new_segment(offset)
+                    record.segments.append(shm)
+                    _fill(shm, metas, arrays)
+                    record.place_msgs.append((_M_PLACE, record.id, shm.name, metas, specs))
+                record.specs.append(specs)
+                record.metas.append(metas)
+        except BaseException:
+            for shm in record.segments:
+                self._res.free_segment(shm)
+            raise
         self._next_job_id += 1
-        self._jobs[job] = record
-        for w, (specs, arrays) in enumerate(prepared):
-            metas, offset = [], 0
-            for arr in arrays:
-                metas.append((offset, arr.dtype.str, arr.shape))
-                offset += _align(arr.nbytes)
-            if not specs:
-                record.segments.append(None)
-                record.place_msgs.append(None)
-            else:
-                shm = self._res.new_segment(offset)
-                _fill(shm, metas, arrays)
-                msg = (_M_PLACE, record.id, shm.name, metas, specs)
-                record.segments.append(shm)
-                record.place_msgs.append(msg)
-                self._send(w, msg)
-            record.specs.append(specs)
-            record.metas.append(metas)
+        # Then swap the jobs and tell the workers.  A message cut in half (Ctrl-C
+        # inside a send) would desynchronise that pipe: as in a round, that closes
+        # the pool.  A send to a dead worker just marks it for respawn.
+        try:
+            self.drop(job)
+            self._jobs[job] = record
+            for w, msg in enumerate(record.place_msgs):
+                if msg is not None:
+                    self._send(w, msg)
+        except Exception:
+            raise
+        except BaseException:
+            self._closed_reason = "closed by a KeyboardInterrupt during place()"
+            self.close()
+            raise
         self._respawn_pending()
 
     def drop(self, job: str) -> None:
