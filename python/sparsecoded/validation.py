@@ -1,11 +1,23 @@
 """Input checks shared by every public kernel wrapper.
 
-Only cheap checks happen here: shapes, dtypes, formats and the O(1) parts of
-the CSR contract (indptr length, first and last entry). The O(nnz) parts
-(indptr nondecreasing, column indices in range) are checked by the C++
-kernels inside their own loops, before any access, so the default call pays
-no extra pass over the data.  Messages say what was expected and what was
-found.
+Only cheap checks happen here on the default path (CSR input): shapes,
+dtypes, formats and the O(1) parts of the CSR contract (indptr length, first
+and last entry). The O(nnz) parts (indptr nondecreasing, column indices in
+range) are checked by the C++ kernels: ``matvec`` and ``matmat``'s ``A``
+inside their own loops, before any access, with no extra pass over the data;
+``encode_row_blocks``'s ``A``, every operand of ``lincomb`` and ``matmat``'s
+sparse ``B`` in one separate parallel check pass (``csr_check``) before the
+size pass, because those kernels need each row's sortedness (or reuse B's
+rows many times) before they start.
+
+Two cases do pay an O(nnz) pass here, on purpose:
+
+* non-CSR sparse input (csc, coo, bsr, ...) is checked before scipy converts
+  it, since scipy's conversion routines trust the structure and corrupt
+  memory on malformed input; the conversion is a full pass anyway;
+* uint64 index arrays are checked to fit int64 before the cast.
+
+Messages say what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import scipy.sparse as sp
 
 __all__ = [
     "CSR",
+    "MAX_THREADS",
     "as_csr",
     "as_dense",
     "check_n_threads",
@@ -37,6 +50,9 @@ class CSR(NamedTuple):
     def nnz(self) -> int:
         return int(self.indices.shape[0])
 
+
+#: the largest ``n_threads`` a kernel accepts
+MAX_THREADS = 4096
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -85,6 +101,103 @@ def _index_dtype(indptr: np.ndarray, indices: np.ndarray, name: str) -> np.dtype
     return np.dtype(np.int64) if widest > 4 or unsigned32 else np.dtype(np.int32)
 
 
+_I64_MAX = np.iinfo(np.int64).max
+
+
+def _check_int_array(arr, what: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 1:
+        raise ValueError(f"{what} must be 1-D, found shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} has dtype {arr.dtype}, expected an integer dtype")
+    return arr
+
+
+def _check_range(arr: np.ndarray, limit: int, what: str, where: str) -> None:
+    """Every entry of arr in [0, limit), else IndexError naming the first bad one."""
+    if arr.shape[0] == 0:
+        return
+    if arr.min() < 0 or arr.max() >= limit:
+        pos = int(np.flatnonzero((arr < 0) | (arr >= limit))[0])
+        raise IndexError(
+            f"{what} {arr[pos]} at {where}[{pos}] is out of range, expected 0 <= index < {limit}"
+        )
+
+
+def _check_compressed(A, name: str, n_major: int, n_minor: int, major: str, minor: str) -> None:
+    """indptr/indices of a compressed format (csc, bsr) before scipy reads them."""
+    fmt = A.format
+    indptr = _check_int_array(A.indptr, f"{name}.indptr ({fmt})")
+    indices = _check_int_array(A.indices, f"{name}.indices ({fmt})")
+    nnz = indices.shape[0]
+    if np.shape(A.data)[:1] != (nnz,):
+        raise ValueError(
+            f"{name}.indices and {name}.data ({fmt}) must be of equal length, found "
+            f"{nnz} and {np.shape(A.data)[:1]}"
+        )
+    if indptr.shape[0] != n_major + 1:
+        raise ValueError(
+            f"{name}.indptr ({fmt}) has length {indptr.shape[0]}, "
+            f"expected the number of {major}s + 1 = {n_major + 1}"
+        )
+    if indptr[0] != 0:
+        raise ValueError(f"{name}.indptr[0] ({fmt}) is {indptr[0]}, expected 0")
+    if indptr[-1] != nnz:
+        raise ValueError(
+            f"{name}.indptr[-1] ({fmt}) is {indptr[-1]}, expected nnz = len({name}.indices) = {nnz}"
+        )
+    if n_major > 0:
+        dec = indptr[:-1] > indptr[1:]
+        if dec.any():
+            i = int(np.flatnonzero(dec)[0])
+            raise ValueError(
+                f"{name}.indptr ({fmt}) decreases at {major} {i}: indptr[{i}] = {indptr[i]} > "
+                f"indptr[{i + 1}] = {indptr[i + 1]}, expected nondecreasing"
+            )
+    _check_range(indices, n_minor, f"{name} ({fmt}): {minor} index", f"{name}.indices")
+
+
+def _check_before_tocsr(A, name: str) -> None:
+    """The structure of a non-CSR sparse matrix, checked before scipy converts it.
+
+    scipy's csc/coo/bsr -> csr routines index with the stored values
+    unchecked, so a malformed input would corrupt memory instead of raising.
+    """
+    n_rows, n_cols = (int(s) for s in A.shape)
+    fmt = A.format
+    if fmt == "csc":
+        _check_compressed(A, name, n_cols, n_rows, "column", "row")
+    elif fmt == "bsr":
+        R, C = A.blocksize
+        if np.ndim(A.data) != 3 or tuple(np.shape(A.data)[1:]) != (R, C):
+            raise ValueError(
+                f"{name}.data (bsr) has shape {np.shape(A.data)}, expected (nnz_blocks, {R}, {C})"
+            )
+        if R < 1 or C < 1 or n_rows % R or n_cols % C:
+            raise ValueError(
+                f"{name} (bsr) has blocksize {(R, C)}, expected it to divide shape {A.shape}"
+            )
+        _check_compressed(A, name, n_rows // R, n_cols // C, "block row", "block column")
+    elif fmt == "coo":
+        row = _check_int_array(A.row, f"{name}.row (coo)")
+        col = _check_int_array(A.col, f"{name}.col (coo)")
+        data = np.asarray(A.data)
+        if not (row.shape[0] == col.shape[0] == data.shape[0]) or data.ndim != 1:
+            raise ValueError(
+                f"{name}.row, {name}.col and {name}.data (coo) must be 1-D of equal length, "
+                f"found shapes {row.shape}, {col.shape} and {data.shape}"
+            )
+        _check_range(row, n_rows, f"{name} (coo): row index", f"{name}.row")
+        _check_range(col, n_cols, f"{name} (coo): column index", f"{name}.col")
+
+
+def _fit_int64(arr: np.ndarray, what: str) -> None:
+    """uint64 values above int64 max would wrap to negatives in the cast."""
+    if arr.dtype == np.uint64 and arr.shape[0] and arr.max() > _I64_MAX:
+        pos = int(np.argmax(arr > _I64_MAX))
+        raise ValueError(f"{what}[{pos}] is {arr[pos]}, expected at most int64 max = {_I64_MAX}")
+
+
 def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
     """Any scipy sparse matrix/array or 2-D numpy array as a `CSR` tuple.
 
@@ -97,6 +210,7 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
         if A.ndim != 2:
             raise ValueError(f"{name} must be 2-D, found {A.ndim}-D")
         if A.format != "csr":
+            _check_before_tocsr(A, name)
             A = A.tocsr()
     elif isinstance(A, np.ndarray) or hasattr(A, "__array__"):
         arr = np.asarray(A)
@@ -126,6 +240,8 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
             f"{indices.shape} and {data.shape}"
         )
     I = _index_dtype(indptr, indices, name)  # noqa: E741
+    _fit_int64(indptr, f"{name}.indptr")
+    _fit_int64(indices, f"{name}.indices")
     indptr = np.ascontiguousarray(indptr, dtype=I)
     indices = np.ascontiguousarray(indices, dtype=I)
     data = np.ascontiguousarray(data, dtype=V)
@@ -158,6 +274,8 @@ def check_n_threads(n_threads) -> int:
         raise ValueError(f"n_threads must be None or a positive int, found {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be None or >= 1, found {n_threads}")
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"n_threads must be None or <= {MAX_THREADS}, found {n_threads}")
     return int(n_threads)
 
 
