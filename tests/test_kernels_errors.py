@@ -142,8 +142,13 @@ def test_matvec_sparse_x_rejected():
 def test_matmat_shape_mismatch():
     with pytest.raises(ValueError, match=r"B has B.shape\[0\] = 4 rows, expected A.shape\[1\] = 3"):
         matmat(good(), sp.csr_array(np.ones((4, 2))))
-    with pytest.raises(ValueError, match=r"x has shape\[0\] 4, expected A.shape\[1\] = 3"):
+    # a dense B goes through matvec's kernel, but the message names B
+    with pytest.raises(ValueError, match=r"B has shape\[0\] 4, expected A.shape\[1\] = 3"):
         matmat(good(), np.ones((4, 2)))
+    with pytest.raises(ValueError, match=r"B has length 5, expected A.shape\[1\] = 3"):
+        matmat(good(), np.ones(5))
+    with pytest.raises(ValueError, match="B must be 1-D or 2-D, found 3-D"):
+        matmat(good(), np.ones((3, 2, 2)))
 
 
 @pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
@@ -207,8 +212,10 @@ def test_lincomb_problems():
         ValueError, match=r"mats\[1\] has shape \(3, 4\), expected mats\[0\].shape = \(4, 3\)"
     ):
         lincomb([A, sp.csr_array((3, 4))], [1.0, 2.0])
-    with pytest.raises(ValueError, match="coeffs must be finite"):
+    with pytest.raises(ValueError, match=r"coeffs must be finite, found nan at coeffs\[1\]"):
         lincomb([A, A], [1.0, np.nan])
+    with pytest.raises(ValueError, match=r"coeffs must be finite, found -inf at coeffs\[0\]"):
+        lincomb([A, A.toarray()], [-np.inf, 1.0])
     with pytest.raises(ValueError, match="mats must be a list of matrices, found a single array"):
         lincomb(np.ones((2, 3, 3)), [1.0, 2.0])
 
@@ -222,7 +229,7 @@ def test_not_a_matrix():
         matvec("abc", np.ones(3))
 
 
-@pytest.mark.parametrize("n_threads", [0, -1, 1.5, "2", True])
+@pytest.mark.parametrize("n_threads", [0, -1, 1.5, "2", True, 4097, 2**40, 2**70])
 def test_bad_n_threads(n_threads):
     with pytest.raises(ValueError, match="n_threads must be None or"):
         matvec(good(), np.ones(3), n_threads=n_threads)
@@ -246,3 +253,67 @@ def test_core_refuses_wrong_dtypes_and_sizes():
         _core.csr_matvec(5, 3, A.indptr, A.indices, A.data, np.ones(3), np.empty(5), 1)
     with pytest.raises(ValueError, match="need k >= 1 and b \\* k >= m"):
         _core.csr_encode(4, 3, A.indptr, A.indices, A.data, 2, 1, np.ones((2, 2)), 1)
+
+
+@pytest.mark.parametrize("n_threads", [4097, 2**40])
+def test_n_threads_above_cap_names_the_value(n_threads):
+    with pytest.raises(ValueError, match=rf"n_threads must be None or <= 4096, found {n_threads}"):
+        matvec(good(), np.ones(3), n_threads=n_threads)
+    with pytest.raises(ValueError, match=rf"n_threads must be None or <= 4096, found {n_threads}"):
+        matmat(good(), sp.csr_array(np.eye(3)), n_threads=n_threads)
+    with pytest.raises(ValueError, match=rf"n_threads must be None or <= 4096, found {n_threads}"):
+        lincomb([good()], [1.0], n_threads=n_threads)
+    assert matvec(good(), np.ones(3), n_threads=4096).shape == (4,)
+
+
+def test_uint64_index_above_int64_max():
+    """Used to wrap in the cast to int64 and be reported as "column index -1"."""
+    A = good()
+    A.indices = A.indices.astype(np.uint64)
+    A.indices[2] = np.uint64(2**64 - 1)
+    for call in all_kernels(A):
+        with pytest.raises(
+            ValueError,
+            match=r"(A|B|mats\[\d\])\.indices\[2\] is 18446744073709551615, "
+            r"expected at most int64 max = 9223372036854775807",
+        ):
+            call()
+    A = good()
+    A.indptr = A.indptr.astype(np.uint64)
+    A.indptr[1] = np.uint64(2**63)
+    with pytest.raises(ValueError, match=r"A.indptr\[1\] is 9223372036854775808, expected at most"):
+        matvec(A, np.ones(3))
+    # in range uint64 still works (and a too-large one in range of int64 is a plain IndexError)
+    A = good()
+    A.indices = A.indices.astype(np.uint64)
+    np.testing.assert_allclose(matvec(A, np.ones(3)), good().toarray().sum(axis=1))
+    A.indices[2] = np.uint64(2**40)
+    with pytest.raises(IndexError, match="column index 1099511627776 in row"):
+        matvec(A, np.ones(3))
+
+
+def _lincomb_mixed_calls(S):
+    """lincomb calls with S among dense operands (the path that used S.tocoo() unchecked)."""
+    D = np.ones(S.shape)
+    yield lambda: lincomb([S, D], [1.0, 2.0])
+    yield lambda: lincomb([D, S], [1.0, 2.0])
+    yield lambda: lincomb([D, S, S], [1.0, 0.0, 3.0])
+
+
+def test_lincomb_dense_operand_checks_sparse_ones():
+    # indptr past nnz: heap corruption ("free(): invalid pointer") before the fix
+    A = hacked(indptr=[0, 3_000_000, 3, 5, 6])
+    for call in _lincomb_mixed_calls(A):
+        with pytest.raises(ValueError, match=r"mats\[\d\]: malformed indptr at row 0"):
+            call()
+    # decreasing indptr: a silently wrong answer before the fix
+    A = hacked(indptr=[0, 3, 1, 5, 6])
+    for call in _lincomb_mixed_calls(A):
+        with pytest.raises(ValueError, match=r"mats\[\d\]: malformed indptr at row 1"):
+            call()
+    indices = good().indices.copy()
+    indices[3] = 7
+    A = hacked(indices=indices)
+    for call in _lincomb_mixed_calls(A):
+        with pytest.raises(IndexError, match=r"mats\[\d\]: column index 7 in row \d+"):
+            call()

@@ -196,22 +196,26 @@ def matvec(A, x, *, n_threads: int | None = None) -> np.ndarray:
     >>> matvec(sp.csr_array(np.eye(2)), np.array([3.0, 4.0]))
     array([3., 4.])
     """
-    nt = check_n_threads(n_threads)
+    return _matvec(A, x, check_n_threads(n_threads), "x")
+
+
+def _matvec(A, x, nt: int, xname: str) -> np.ndarray:
+    """matvec with the dense operand called ``xname`` in messages (``B`` from matmat)."""
     a = as_csr(A, "A")
     xa = np.asarray(x) if not sp.issparse(x) else x
     if sp.issparse(xa):
         raise ValueError(
             f"x must be a dense numpy array, found a scipy sparse {xa.format} matrix; use matmat"
         )
-    V = value_dtype(a.data.dtype, xa.dtype, name="x")
+    V = value_dtype(a.data.dtype, xa.dtype, name=xname)
     a = _with_dtypes(a, a.indices.dtype, V)
     m, c = a.shape
     if xa.ndim not in (1, 2):
-        raise ValueError(f"x must be 1-D or 2-D, found {xa.ndim}-D with shape {xa.shape}")
+        raise ValueError(f"{xname} must be 1-D or 2-D, found {xa.ndim}-D with shape {xa.shape}")
     if xa.shape[0] != c:
         what = "length" if xa.ndim == 1 else "shape[0]"
-        raise ValueError(f"x has {what} {xa.shape[0]}, expected A.shape[1] = {c}")
-    X = as_dense(xa, "x", V)
+        raise ValueError(f"{xname} has {what} {xa.shape[0]}, expected A.shape[1] = {c}")
+    X = as_dense(xa, xname, V)
     if X.ndim == 1:
         y = np.empty(m, dtype=V)
         _core.csr_matvec(m, c, a.indptr, a.indices, a.data, X, y, nt)
@@ -271,7 +275,7 @@ def matmat(A, B, *, n_threads: int | None = None):
     """
     nt = check_n_threads(n_threads)
     if not sp.issparse(B):
-        return matvec(A, B, n_threads=n_threads)
+        return _matvec(A, B, nt, "B")
     a = as_csr(A, "A")
     b = as_csr(B, "B")
     if b.shape[0] != a.shape[1]:
@@ -338,29 +342,41 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     if not mats:
         raise ValueError("mats is empty, expected at least one matrix")
     cdt = value_dtype(c.dtype, name="coeffs")
-    if not np.all(np.isfinite(c.astype(cdt))):
-        raise ValueError("coeffs must be finite")
+    finite = np.isfinite(c.astype(cdt))
+    if not np.all(finite):
+        t = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"coeffs must be finite, found {c[t]} at coeffs[{t}]")
     shape = tuple(int(s) for s in mats[0].shape)
     for t, M in enumerate(mats):
         if np.ndim(M) != 2 or tuple(int(s) for s in M.shape) != shape:
             raise ValueError(
                 f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}"
             )
-    if any(not sp.issparse(M) for M in mats):
-        V = value_dtype(*(M.dtype for M in mats), name="mats")
-        out = np.zeros(shape, dtype=V)
-        for M, coef in zip(mats, c.astype(V), strict=True):
-            if coef == 0:
-                continue
-            if sp.issparse(M):
-                coo = M.tocoo()
-                np.add.at(out, (coo.row, coo.col), coef * coo.data.astype(V, copy=False))
-            else:
-                value_dtype(np.asarray(M).dtype, name="mats")
-                out += coef * np.asarray(M, dtype=V)
-        return out
-    ops = [as_csr(M, f"mats[{t}]") for t, M in enumerate(mats)]
-    V = value_dtype(*(o.data.dtype for o in ops), name="mats")
+    sparse_at = [t for t, M in enumerate(mats) if sp.issparse(M)]
+    dense_at = [t for t, M in enumerate(mats) if not sp.issparse(M)]
+    if not dense_at:
+        return _lincomb_sparse(shape, [mats[t] for t in sparse_at], c, sparse_at, None, nt)
+    # a dense operand makes the result dense: the sparse operands still go
+    # through the checked CSR kernel (never an unchecked scipy conversion),
+    # and the dense ones are added to its result
+    for t in dense_at:
+        value_dtype(np.asarray(mats[t]).dtype, name=f"mats[{t}]")
+    V = value_dtype(*(M.dtype for M in mats), name="mats")
+    out = np.zeros(shape, dtype=V)
+    if sparse_at:
+        S = _lincomb_sparse(shape, [mats[t] for t in sparse_at], c[sparse_at], sparse_at, V, nt)
+        out += S.toarray()
+    for t, coef in zip(dense_at, c[dense_at].astype(V), strict=True):
+        if coef != 0:
+            out += coef * np.asarray(mats[t], dtype=V)
+    return out
+
+
+def _lincomb_sparse(shape, mats, c, positions, V, nt: int) -> sp.csr_array:
+    """The all-sparse lincomb: operands checked by as_csr and by csr_check in C++."""
+    ops = [as_csr(M, f"mats[{t}]", dtype=V) for t, M in zip(positions, mats, strict=True)]
+    if V is None:
+        V = value_dtype(*(o.data.dtype for o in ops), name="mats")
     I = _common_index_dtype(*ops)  # noqa: E741
     ops = [_with_dtypes(o, I, V) for o in ops]
     indptr, indices, data = _core.csr_lincomb(
