@@ -85,6 +85,37 @@ def test_degenerate_coefficients_caught():
     assert cert.witness is not None
 
 
+def test_flow_is_no_proof_for_a_users_coefficients():
+    # every even row lies in one 11-dimensional space: the 12 even workers
+    # cannot decode, yet the support is full, so the flow test passes
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal((24, 12))
+    even = np.arange(0, 24, 2)
+    e[even] = (rng.integers(-3, 4, (12, 11)) @ rng.integers(-3, 4, (11, 12))).astype(float)
+    assert not exact_full_rank(e[even])
+    cert = certify(MVCode.from_matrix(e), seed=0)
+    assert cert.method == "sampled"
+    assert not cert.proven
+    assert design_mv(24, 12, seed=0).generic
+    declared = certify(MVCode.from_matrix(e, generic=True), seed=0)
+    assert (declared.method, declared.proven) == ("flow", True)
+
+
+def test_many_float_singular_sets_are_all_checked_exactly():
+    # three near-duplicate row pairs make over 1000 sets float64-singular
+    # (yet exactly invertible); the last 7 rows are exactly singular
+    rng = np.random.default_rng(0)
+    e = rng.standard_normal((14, 7))
+    for a in (0, 2, 4):
+        e[a + 1] = e[a]
+        e[a + 1, a // 2] = np.nextafter(e[a, a // 2], np.inf)
+    e[7:] = (rng.integers(-3, 4, (7, 6)) @ rng.integers(-3, 4, (6, 7))).astype(float)
+    cert = certify(MVCode.from_matrix(e))
+    assert cert.numerically_singular > 1000
+    assert (cert.straggler_optimal, cert.method, cert.proven) == (False, "exhaustive", True)
+    assert not exact_full_rank(e[list(cert.witness)])
+
+
 def test_reference_polynomial_mv_n18_k15():
     cert = certify(design_mv(18, 15, "polynomial"))
     assert cert.method == "exhaustive"

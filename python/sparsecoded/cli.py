@@ -317,6 +317,7 @@ def _design_report(args: argparse.Namespace) -> dict:
     report["certificate"] = {
         "straggler_optimal": cert.straggler_optimal,
         "method": cert.method,
+        "proven": cert.proven,
         "subsets_checked": cert.subsets_checked,
         "witness": None if cert.witness is None else list(cert.witness),
     }
@@ -342,6 +343,12 @@ def _format_design(r: dict) -> str:
     shape = f"k = {r['k']}" if r["kind"] == "mv" else f"k_a x k_b = {r['k_a']} x {r['k_b']}"
     cert = r["certificate"]
     verdict = "straggler-optimal" if cert["straggler_optimal"] else "NOT straggler-optimal"
+    if not cert.get("proven", True):
+        verdict = (
+            "straggler-optimal on the sets checked (evidence, not proof)"
+            if cert["straggler_optimal"]
+            else "not proven either way"
+        )
     ratio = r["nnz_ratio_vs_dense"]
     ratio_s = f"{ratio:.3f}" if r["kind"] == "mv" else f"A {ratio[0]:.3f}, B {ratio[1]:.3f}"
     cond = (

@@ -57,6 +57,10 @@ def _as_csr(matrix: object, name: str) -> sp.csr_array:
     return out
 
 
+# schemes whose coefficients are generic for their support (MVCode.generic)
+_GENERIC_MV = frozenset({"sparse", "mds", "polynomial", "orthopoly"})
+
+
 def _row_weights(e: sp.csr_array) -> np.ndarray:
     return np.diff(e.indptr)
 
@@ -86,6 +90,14 @@ class MVCode:
         Rows per device for heterogeneous codes.
     scheme : str
         How it was built (``"custom"`` for :meth:`from_matrix`).
+    generic : bool
+        True when the coefficients decode every responder set that the
+        support pattern allows: drawn i.i.d. from a continuous distribution
+        (``"sparse"``, ``"mds"``; singular with probability 0) or rows of a
+        (Chebyshev-)Vandermonde matrix on distinct nodes (``"polynomial"``,
+        ``"orthopoly"``).  Only then does :func:`sparsecoded.certify` accept
+        its polynomial flow test on the support as a proof; a user's own
+        matrix is ``False`` unless declared otherwise.
     """
 
     n_workers: int
@@ -96,6 +108,7 @@ class MVCode:
     owner: np.ndarray = field(repr=False)
     capacities: tuple[int, ...] | None = None
     scheme: str = "custom"
+    generic: bool = False
 
     @property
     def n_rows(self) -> int:
@@ -110,6 +123,7 @@ class MVCode:
         owner: Sequence[int] | None = None,
         stragglers: int | None = None,
         scheme: str = "custom",
+        generic: bool = False,
     ) -> MVCode:
         """Wrap a user's encoding matrix.
 
@@ -124,6 +138,11 @@ class MVCode:
             homogeneous, :func:`sparsecoded.bounds.hetero_stragglers` otherwise).
         scheme : str
             Label.
+        generic : bool
+            Declare that the coefficients were drawn i.i.d. from a continuous
+            distribution (see the class attribute); leave False otherwise, and
+            :func:`sparsecoded.certify` will not take the support's flow test
+            as a proof for your coefficients.
 
         Returns
         -------
@@ -164,6 +183,7 @@ class MVCode:
             owner=own,
             capacities=caps,
             scheme=scheme,
+            generic=bool(generic),
         )
 
 
@@ -553,6 +573,7 @@ def design_mv(
         owner=own,
         capacities=None,
         scheme=scheme,
+        generic=scheme in _GENERIC_MV,
     )
 
 
@@ -622,6 +643,7 @@ def _design_hetero(n_workers, k, capacities, stragglers, seed, trials) -> MVCode
         owner=owner,
         capacities=caps,
         scheme="sparse",
+        generic=True,
     )
 
 

@@ -11,12 +11,18 @@ Three ways to know (SPEC sections 2, 3, 6):
     Matrix-vector only.  Hall's condition with surplus ``s`` on the support
     pattern, checked by ``k`` max-flows.  It proves that any k workers
     decode for generic coefficients (probability 1 for continuous i.i.d.
-    draws), for any n, in polynomial time.  The actual coefficients are also
-    checked on sampled and adversarial responder sets.
+    draws), for any n, in polynomial time.  So it is a proof only for codes
+    whose coefficients are generic (``MVCode.generic``: the ones
+    :func:`sparsecoded.design_mv` draws); the actual coefficients are also
+    checked on sampled and adversarial responder sets.  A failed flow test
+    is a proof of failure for any coefficients.
 ``"sampled"``
-    Matrix-matrix codes too large to enumerate: random responder sets plus
-    adversarial ones (all workers that touch one block silenced first).  A
-    pass is evidence, not proof.
+    Codes too large to enumerate that the flow test cannot settle
+    (matrix-matrix codes, a user's own matrix that passes the flow test):
+    random responder sets plus adversarial ones (all workers that touch one
+    block silenced first).  A pass is evidence, not proof.
+
+``Certificate.proven`` says whether the verdict, either way, is proved.
 """
 
 from __future__ import annotations
@@ -66,6 +72,13 @@ class Certificate:
         (condition at numpy's rank tolerance).  They are decodable in exact
         arithmetic when ``straggler_optimal`` holds, but decoding them in
         floating point will not be accurate.
+    proven : bool
+        True when the verdict is proved: every set checked with the actual
+        coefficients (``"exhaustive"``), the flow test on a generic code, or
+        a failure with a witness.  False for a ``"sampled"`` pass, and when
+        more float64-singular sets turned up than could be re-checked
+        exactly (then ``straggler_optimal`` is False and ``witness`` None:
+        not known).
     """
 
     straggler_optimal: bool
@@ -75,6 +88,7 @@ class Certificate:
     witness: tuple[int, ...] | None = None
     stragglers: int = 0
     numerically_singular: int = 0
+    proven: bool = True
 
     def __bool__(self) -> bool:
         return self.straggler_optimal
@@ -223,11 +237,16 @@ def _exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int
 # float64-singular responder sets checked in exact arithmetic, at most
 _EXACT_CHECKS_SMALL = 1000  # k <= 64: about a millisecond each
 _EXACT_CHECKS_LARGE = 4
+# for coefficients that are not generic every such set matters: more of them
+_EXACT_CHECKS_GIVEN = 50_000
 
 
-def _exactly_singular(dense: np.ndarray, subsets: list) -> tuple[tuple[int, ...] | None, int]:
+def _exactly_singular(
+    dense: np.ndarray, subsets: list, cap: int | None = None
+) -> tuple[tuple[int, ...] | None, int]:
     """First subset singular in exact arithmetic, and how many were left unchecked."""
-    cap = _EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else _EXACT_CHECKS_LARGE
+    if cap is None:
+        cap = _EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else _EXACT_CHECKS_LARGE
     for sub in subsets[:cap]:
         if not exact_full_rank(dense[list(sub)]):
             return tuple(sub), 0
@@ -540,18 +559,31 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
     n, k = e.shape
     s = n - k
     dense = e.toarray()
+    generic = bool(getattr(code, "generic", False))
     total = math.comb(n, k)
     # few subsets can still be too much work when k is large (n = 1000, k = 999)
     if total <= max_subsets and total * _cost(k) <= EXHAUSTIVE_FLOPS:
-        worst, count, singular, n_sing = _exhaustive(dense, k)
-        witness, unchecked = _exactly_singular(dense, singular)
+        if generic:
+            worst, count, singular, n_sing = _exhaustive(dense, k)
+            witness, unchecked = _exactly_singular(dense, singular)
+        else:
+            keep = _EXACT_CHECKS_GIVEN if k <= 64 else _EXACT_CHECKS_LARGE
+            worst, count, singular, n_sing = _exhaustive(dense, k, keep=keep)
+            witness, unchecked = _exactly_singular(dense, singular, keep)
         unchecked += n_sing - len(singular)
+        proven = True
         if witness is None and unchecked:
-            # too many float64-singular sets to check exactly: the support decides
+            # too many float64-singular sets to check exactly: a failed flow
+            # test still proves failure; a passed one proves success only for
+            # generic coefficients
             ok, blocks = hall_surplus_test(e, s)
             if not ok:
                 witness = _flow_witness(e, blocks, s)
-        return Certificate(witness is None, "exhaustive", worst, count, witness, s, n_sing)
+            elif not generic:
+                proven = False
+        return Certificate(
+            witness is None and proven, "exhaustive", worst, count, witness, s, n_sing, proven
+        )
     ok, blocks = hall_surplus_test(e, s)
     if not ok:
         return Certificate(False, "flow", math.inf, 0, _flow_witness(e, blocks, s), s)
@@ -561,11 +593,15 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
     subs = np.concatenate([adv, _sample_subsets(n, k, max(0, count - adv.shape[0]), rng)])
     conds = _conds(dense, subs)
     bad = np.flatnonzero(~np.isfinite(conds))
-    # the support is proven; float64-singular samples are checked exactly to
-    # tell degenerate coefficients from ill-conditioned ones
-    witness, _ = _exactly_singular(dense, [tuple(int(i) for i in subs[b]) for b in bad])
+    # float64-singular samples are checked exactly to tell degenerate
+    # coefficients from ill-conditioned ones
+    witness, unchecked = _exactly_singular(dense, [tuple(int(i) for i in subs[b]) for b in bad])
+    worst = float(conds.max())
+    if generic:  # the support is proven, and generic coefficients follow it
+        return Certificate(witness is None, "flow", worst, subs.shape[0], witness, s, int(bad.size))
+    ok = witness is None and not unchecked
     return Certificate(
-        witness is None, "flow", float(conds.max()), subs.shape[0], witness, s, int(bad.size)
+        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
     )
 
 
@@ -584,9 +620,9 @@ def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
     n_rows = e.shape[0]
     ok = s <= hetero_stragglers(caps.tolist(), k) and hall_surplus_test(e, n_rows - k)[0]
     worst, count, witness, method = _hetero_scan(e, owner, n, s, samples, seed)
-    if ok and witness is None:
+    if ok and witness is None and getattr(code, "generic", False):
         return Certificate(True, "flow", worst, count, None, s)
-    return Certificate(witness is None, "sampled", worst, count, witness, s)
+    return Certificate(witness is None, "sampled", worst, count, witness, s, proven=False)
 
 
 def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
@@ -598,7 +634,8 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
         witness, unchecked = _exactly_singular(rows, singular)
         unchecked += n_sing - len(singular)
         ok = witness is None and not unchecked
-        return Certificate(ok, "exhaustive", worst, count, witness, s, n_sing)
+        proven = witness is not None or not unchecked
+        return Certificate(ok, "exhaustive", worst, count, witness, s, n_sing, proven)
     rng = np.random.default_rng(seed)
     adv = _mm_adversarial(code, s, rng)
     subs = np.concatenate([adv, _sample_subsets(n, big_k, samples, rng)])
@@ -606,7 +643,10 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
     bad = np.flatnonzero(~np.isfinite(conds))
     witness, unchecked = _exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
     ok = witness is None and not unchecked
-    return Certificate(ok, "sampled", float(conds.max()), subs.shape[0], witness, s, int(bad.size))
+    worst = float(conds.max())
+    return Certificate(
+        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
+    )
 
 
 def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
