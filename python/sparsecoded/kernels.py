@@ -241,14 +241,42 @@ def estimated_density(A_shape, A_nnz: int, B_shape, B_nnz: int) -> float:
     return -math.expm1(-lam)
 
 
+def product_nnz_upper_bound(a: CSR, b: CSR) -> int:
+    """An upper bound on nnz(A @ B), exact for the structure: O(nnz(A) + n) with numpy.
+
+    ``sum_i min(p, sum_{k in row i of A} nnz(B row k))``: row i of the
+    product has at most as many entries as the B rows it gathers, and at
+    most p. Malformed structure (caught later by the kernels) only makes the
+    bound meaningless, never an out-of-bounds read: indices and indptr are
+    clipped here.
+    """
+    m, n = a.shape
+    p = b.shape[1]
+    if m == 0 or n == 0 or p == 0 or a.nnz == 0:
+        return 0
+    b_row_nnz = np.diff(b.indptr.astype(np.int64))
+    gathered = b_row_nnz[np.clip(a.indices, 0, n - 1)]
+    cum = np.zeros(a.nnz + 1, dtype=np.int64)
+    np.cumsum(gathered, out=cum[1:])
+    ip = np.clip(a.indptr, 0, a.nnz)
+    per_row = cum[ip[1:]] - cum[ip[:-1]]
+    return int(np.minimum(per_row, p).sum())
+
+
 def matmat(A, B, *, n_threads: int | None = None):
     """``A @ B`` for sparse ``A`` and sparse or dense ``B``.
 
-    Sparse ``B``: Gustavson's row-by-row product. When the estimated density
-    of the product (:func:`estimated_density`, from the shapes and nnz only)
-    reaches :data:`DENSE_OUTPUT_DENSITY`, the product is written straight into
-    a dense ndarray (no markers, no sort; a CSR of that density would not be
-    smaller); otherwise it is built as CSR in two passes (size, then fill).
+    Sparse ``B``: Gustavson's row-by-row product. The product is written
+    straight into a dense ndarray (no markers, no sort; a CSR of that density
+    would not be smaller) when both the estimated density of the product
+    (:func:`estimated_density`, from the shapes and nnz only, assuming
+    uniformly spread nonzeros) and an exact upper bound on its nonzeros
+    (:func:`product_nnz_upper_bound`, ``sum_i min(p, sum_{k in row i of A}
+    nnz(B row k))``, one O(nnz(A)) numpy pass, computed only when the
+    estimate says dense) reach :data:`DENSE_OUTPUT_DENSITY` of ``m * p``.
+    The bound keeps structured inputs that fool the estimate (A nonzero
+    only in column 0, B only in row 1: an all-zero product) sparse.
+    Otherwise the product is built as CSR in two passes (size, then fill).
     Dense ``B``: the same kernel as :func:`matvec`.
 
     Parameters
@@ -288,7 +316,10 @@ def matmat(A, B, *, n_threads: int | None = None):
     b = _with_dtypes(b, I, V)
     m, n = a.shape
     p = b.shape[1]
-    if estimated_density(a.shape, a.nnz, b.shape, b.nnz) >= DENSE_OUTPUT_DENSITY:
+    if (
+        estimated_density(a.shape, a.nnz, b.shape, b.nnz) >= DENSE_OUTPUT_DENSITY
+        and product_nnz_upper_bound(a, b) >= DENSE_OUTPUT_DENSITY * m * p
+    ):
         Y = np.empty((m, p), dtype=V)
         _core.csr_matmat_dense(
             m, n, p, a.indptr, a.indices, a.data, b.indptr, b.indices, b.data, Y, nt
