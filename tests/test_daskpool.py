@@ -231,6 +231,12 @@ def test_bad_arguments(pool, rng):
         pool.run("nope", "matvec", x, enough=_any_k)
     with pytest.raises(ValueError, match=r"workers \['ghost'\] are not in the cluster"):
         type(pool)(pool.client, workers=["ghost"])
+    for bad, found in ((float("nan"), "nan"), (0, "0"), ("5", "str '5'")):
+        with pytest.raises(ValueError, match=f"timeout must be .*, got {found}"):
+            type(pool)(pool.client, timeout=bad)
+        with pytest.raises(ValueError, match=f"timeout must be .*, got {found}"):
+            pool.run("A", "matvec", x, enough=_any_k, timeout=bad)
+    assert sorted(pool.run("A", "matvec", x, enough=_any_k, timeout=float("inf")).answered)
     # an error inside the worker's computation reaches the caller
     with pytest.raises(ValueError, match="dimension mismatch|mismatch|shape"):
         pool.run("A", "matvec", np.ones(A.shape[1] + 1), enough=_any_k)

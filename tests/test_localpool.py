@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,7 +367,8 @@ def test_respawned_worker_survives_its_result_area_growing_before_it_starts(rng)
         for n_cols in (100, 300):  # round 3 grows the area again, under the new worker
             x = rng.standard_normal((40, n_cols))
             r = pool.run("j", "matvec", x, enough=everyone(2))
-            assert r.dead == [] and r.extra["died_between_rounds"] == []
+            assert r.dead == []
+            assert r.extra["died_between_rounds"] == []
             for w in range(2):
                 np.testing.assert_array_equal(r.results[(w, 0)], compute("matvec", blocks[w], x))
 
@@ -575,8 +577,14 @@ def test_bad_input(pool, job, rng):
         pool.run(job, "matmat", None, enough=everyone(N))
     with pytest.raises(ValueError, match="actions has 2 entries, expected n_workers = 4"):
         pool.run(job, "matvec", x, enough=everyone(N), actions=[Action()] * 2)
-    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got 0"):
+    with pytest.raises(
+        ValueError, match=r"timeout must be > 0 seconds \(inf means no limit\), got 0"
+    ):
         pool.run(job, "matvec", x, enough=everyone(N), timeout=0)
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds .*, got nan"):
+        pool.run(job, "matvec", x, enough=everyone(N), timeout=float("nan"))
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0 .*, got str '5'"):
+        pool.run(job, "matvec", x, enough=everyone(N), timeout="5")
     with pytest.raises(ValueError, match="job 'nope' is not placed"):
         pool.run("nope", "matvec", x, enough=everyone(N))
     # nothing above broke the pool
@@ -590,5 +598,49 @@ def test_bad_constructor_arguments():
         LocalPool(0)
     with pytest.raises(TypeError, match="n_workers must be an int, got float"):
         LocalPool(2.0)
-    with pytest.raises(ValueError, match="timeout must be > 0 seconds, got -1"):
+    with pytest.raises(
+        ValueError, match=r"timeout must be > 0 seconds \(inf means no limit\), got -1"
+    ):
         LocalPool(1, timeout=-1)
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds .*, got nan"):
+        LocalPool(1, timeout=float("nan"))
+    with pytest.raises(
+        ValueError, match="timeout must be a number of seconds > 0 .*, got bool True"
+    ):
+        LocalPool(1, timeout=True)
+
+
+def test_an_infinite_or_huge_timeout_means_no_limit(pool, job, rng):
+    a = block(rng, 3, 4)
+    pool.place(job, [[a]] * N)
+    x = rng.standard_normal(4)
+    for timeout in (float("inf"), 3e6, 1e300):
+        r = pool.run(job, "matvec", x, enough=everyone(N), timeout=timeout)
+        assert r.dead == []
+        assert sorted(r.answered) == list(range(N))
+        np.testing.assert_array_equal(r.results[(0, 0)], compute("matvec", a, x))
+    with LocalPool(1, timeout=float("inf")) as one:
+        assert one.timeout == float("inf")
+        one.place("j", [[a]])
+        # a round that cannot decide still ends when every worker has answered
+        with pytest.raises(NotEnoughWorkers, match="1 of 1 workers answered"):
+            one.run("j", "matvec", x, enough=lambda r: False)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("-inf"), "5", None, True])
+def test_every_backend_checks_timeout_alike(bad):
+    from sparsecoded.inlinepool import InlinePool
+    from sparsecoded.pool import check_timeout
+
+    with pytest.raises(ValueError, match="timeout must be") as info:
+        check_timeout(bad)
+    with pytest.raises(ValueError, match=re.escape(str(info.value))):
+        InlinePool(2, timeout=bad)
+    pool = InlinePool(1)
+    pool.place("j", [[sp.identity(2, format="csr")]])
+    if bad is not None:  # run(timeout=None) is the pool's default
+        with pytest.raises(ValueError, match=re.escape(str(info.value))):
+            pool.run("j", "matvec", np.ones(2), enough=everyone(1), timeout=bad)
+    assert check_timeout(2) == 2.0
+    assert check_timeout(np.float32(0.5)) == 0.5
+    assert pool.run("j", "matvec", np.ones(2), enough=everyone(1), timeout=float("inf")).results

@@ -69,7 +69,7 @@ import numpy as np
 from distributed import as_completed
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import RoundResult, SlotKey, check_round_args, compute
+from .pool import RoundResult, SlotKey, check_round_args, check_timeout, compute
 from .stragglers import Action
 
 __all__ = ["DaskPool", "ssh_pool"]
@@ -350,7 +350,7 @@ class DaskPool:
         across restarts (``LocalCluster`` and :func:`ssh_pool` name workers
         ``0 .. n-1``); an address used as a name would change on restart.
     timeout : float
-        Default limit of one round in seconds.
+        Default limit of one round in seconds (``inf``: no limit).
     poll : float
         How often a waiting round asks the scheduler which workers are alive,
         in case a membership event is missed.
@@ -404,10 +404,8 @@ class DaskPool:
         self.mode = mode
         if getattr(client, "asynchronous", False):
             raise ValueError("DaskPool needs a synchronous Client, got an asynchronous one")
-        if float(timeout) <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.timeout = check_timeout(timeout)
         self.client = client
-        self.timeout = float(timeout)
         self.poll = float(poll)
         self.direct = bool(direct)
         self.inline_bytes = int(inline_bytes)
@@ -470,7 +468,7 @@ class DaskPool:
     def wait_for_workers(self, timeout: float = 60.0) -> None:
         """Block until every pool worker is back and holds its payloads (after a crash)."""
         self._check_open()
-        deadline = time.monotonic() + float(timeout)
+        deadline = time.monotonic() + check_timeout(timeout)
         while True:
             self.client.sync(self._refresh, replace=True)
             missing = [
@@ -625,7 +623,7 @@ class DaskPool:
         """One round; see :class:`sparsecoded.pool.Pool`."""
         self._check_open()
         check_round_args(job, self._jobs, op, actions, self.n_workers)
-        limit = self.timeout if timeout is None else float(timeout)
+        limit = self.timeout if timeout is None else check_timeout(timeout)
         return self.client.sync(self._run_async, job, op, operand, enough, actions, limit)
 
     async def _run_async(

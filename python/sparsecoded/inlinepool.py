@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import RoundResult, SlotKey, check_round_args, compute
+from .pool import RoundResult, SlotKey, check_round_args, check_timeout, compute
 from .stragglers import Action
 
 __all__ = ["InlinePool"]
@@ -39,7 +39,7 @@ class InlinePool:
         Number of simulated workers.
     timeout : float
         A round whose decision would come later than this on the virtual clock
-        raises :class:`~sparsecoded.errors.NotEnoughWorkers`.
+        raises :class:`~sparsecoded.errors.NotEnoughWorkers`; ``inf`` means no limit.
 
     Examples
     --------
@@ -55,7 +55,7 @@ class InlinePool:
         if int(n_workers) < 1:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         self.n_workers = int(n_workers)
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout)
         self._jobs: dict[str, list[list[Any]]] = {}
         self._closed = False
 
@@ -96,7 +96,7 @@ class InlinePool:
     ) -> RoundResult:
         self._check_open()
         check_round_args(job, self._jobs, op, actions, self.n_workers)
-        limit = self.timeout if timeout is None else float(timeout)
+        limit = self.timeout if timeout is None else check_timeout(timeout)
         events: list[tuple[float, SlotKey, Any, float]] = []
         dead = []
         for w, payloads in enumerate(self._jobs[job]):

@@ -40,6 +40,7 @@ builds a pool needs the usual ``if __name__ == "__main__":`` guard.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import secrets
@@ -61,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotEnoughWorkers, PoolClosed
-from .pool import RoundResult, SlotKey, check_round_args, compute
+from .pool import RoundResult, SlotKey, check_round_args, check_timeout, compute
 from .stragglers import Action
 
 __all__ = ["LocalPool", "SHM_PREFIX"]
@@ -75,6 +76,7 @@ _SLICE = 0.005  # seconds: how often an injected delay looks at the cancel count
 _MAX_BACKLOG = 4  # rounds a worker may still owe before it is skipped (a hung worker)
 _CANCEL_ALL = 1 << 62  # counter value that cancels every round, at close
 _CTRL = struct.Struct("q")  # the counter: tag of the last decided round
+_MAX_WAIT = 3600.0  # seconds: the longest single wait (a longer timeout waits again)
 
 # message kinds (short: they are pickled every round)
 _M_ROUND, _M_PLACE, _M_DROP, _M_RESSEG, _M_STOP = "r", "p", "d", "s", "x"
@@ -507,7 +509,7 @@ class LocalPool:
         if n_workers < 1:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         self.n_workers = int(n_workers)
-        self.timeout = self._check_timeout(timeout)
+        self.timeout = check_timeout(timeout)
         self._ctx = get_context("spawn")
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.shutdown)
@@ -537,13 +539,6 @@ class LocalPool:
 
     # ----------------------------------------------------------------- lifecycle
 
-    @staticmethod
-    def _check_timeout(timeout: float) -> float:
-        timeout = float(timeout)
-        if not timeout > 0:  # also catches nan
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        return timeout
-
     def _spawn(self, w: int) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
@@ -570,7 +565,7 @@ class LocalPool:
                 raise RuntimeError(
                     f"workers {sorted(waiting)} did not start within {max(self.timeout, 60.0)} s"
                 )
-            for conn in mpc.wait([self._res.conns[w] for w in waiting], left):
+            for conn in mpc.wait([self._res.conns[w] for w in waiting], min(left, _MAX_WAIT)):
                 w = self._res.conns.index(conn)
                 try:
                     conn.recv()
@@ -735,7 +730,7 @@ class LocalPool:
     def _check_run(self, job, op, operand, actions, timeout):
         check_round_args(job, self._jobs, op, actions, self.n_workers)
         record = self._jobs[job]
-        timeout = self.timeout if timeout is None else self._check_timeout(timeout)
+        timeout = self.timeout if timeout is None else check_timeout(timeout)
         x = None
         if op == "matvec":
             if operand is None:
@@ -1115,12 +1110,20 @@ class _Watch:
                 pass
 
     def wait(self, timeout: float) -> list[tuple[int, bool]]:
-        ms = max(0, int(-(-timeout * 1000 // 1)))
+        ms = _poll_ms(timeout)
         return [
             self._owner[fd]
             for fd, ev in self._poll.poll(ms)
             if ev & self._READY and fd in self._owner
         ]
+
+
+def _poll_ms(timeout: float) -> int:
+    """``timeout`` seconds as poll()'s int milliseconds; a longer (or infinite) wait is
+    cut to ``_MAX_WAIT`` and the callers, which loop until their deadline, wait again."""
+    if not timeout < _MAX_WAIT:
+        return int(_MAX_WAIT * 1000)
+    return max(0, math.ceil(timeout * 1000))
 
 
 def _answered(order: Sequence[SlotKey]) -> list[int]:

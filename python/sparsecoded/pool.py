@@ -22,7 +22,7 @@ import numpy as np
 
 from .stragglers import Action
 
-__all__ = ["OPS", "Pool", "RoundResult", "SlotKey", "check_round_args", "compute"]
+__all__ = ["OPS", "Pool", "RoundResult", "SlotKey", "check_round_args", "check_timeout", "compute"]
 
 #: (worker, slot): slot is the index of the payload in the worker's list
 SlotKey = tuple[int, int]
@@ -59,6 +59,25 @@ def check_round_args(
         raise ValueError(f"job {job!r} is not placed; placed jobs: {sorted(map(repr, placed))}")
     if actions is not None and len(actions) != n_workers:
         raise ValueError(f"actions has {len(actions)} entries, expected n_workers = {n_workers}")
+
+
+def check_timeout(timeout: Any, name: str = "timeout") -> float:
+    """A limit in seconds, checked the same way by every backend: a number > 0.
+
+    ``float("inf")`` means no limit.  NaN, zero, negative numbers, booleans and
+    anything that is not a real number raise :class:`ValueError`.
+    """
+    if isinstance(timeout, (bool, np.bool_)) or not isinstance(
+        timeout, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(
+            f"{name} must be a number of seconds > 0 (inf means no limit), "
+            f"got {type(timeout).__name__} {timeout!r}"
+        )
+    value = float(timeout)
+    if not value > 0:  # also catches nan
+        raise ValueError(f"{name} must be > 0 seconds (inf means no limit), got {timeout!r}")
+    return value
 
 
 @dataclass
