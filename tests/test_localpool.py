@@ -496,6 +496,31 @@ def test_keyboard_interrupt_during_a_round_leaves_nothing(rng):
         pool.run("j", "matvec", np.ones(4), enough=everyone(2))
 
 
+@needs_linux
+def test_close_interrupted_while_joining_is_finished_by_the_next_close(rng):
+    before = set(our_segments())
+    pool = LocalPool(2, timeout=30)
+    pids = pool.pids
+    pool.place("j", [[block(rng, 3, 4)], [block(rng, 3, 4)]])
+    ours = set(our_segments()) - before
+
+    def interrupted(proc, grace):  # a second Ctrl-C during the join
+        raise KeyboardInterrupt
+
+    pool._res.stop_process = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        pool.close()
+    del pool._res.stop_process
+    assert pool.closed
+    assert not ours & set(our_segments())  # unlinked before anything could be interrupted
+    with pytest.raises(PoolClosed, match="close"):
+        pool.run("j", "matvec", np.ones(4), enough=everyone(2))
+    pool.close()
+    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
+    assert all(gone(p) for p in pids)
+    pool.close()  # still idempotent
+
+
 _SCRIPT = textwrap.dedent(
     """
     import numpy as np, scipy.sparse as sp

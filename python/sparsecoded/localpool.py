@@ -444,27 +444,41 @@ class _Resources:
             proc.close()
 
     def shutdown(self) -> None:
+        """Unlink every segment, then stop every worker.  Idempotent, and safe to call
+        again after an interruption (a second Ctrl-C during the join): it finishes."""
         if os.getpid() != self.owner:  # a forked copy of the master must not stop our workers
             return
         if self.ctrl is not None:
             _CTRL.pack_into(self.ctrl.buf, 0, _CANCEL_ALL)
-        for conn in self.conns:
-            if conn is not None:
-                try:
-                    conn.send((_M_STOP,))
-                except OSError:
-                    pass
-                # closing our end also frees a worker blocked sending us a large result
-                conn.close()
-        deadline = time.monotonic() + 2.0
-        for proc in self.procs:
-            if proc is not None:
-                self.stop_process(proc, max(deadline - time.monotonic(), 0.05))
-        self.procs.clear()
-        self.conns.clear()
+        # Segments first: unlinking is instant, and the workers keep their mappings.
         for shm in list(self.segments.values()):
             self.free_segment(shm)
         self.ctrl = None
+        try:
+            for i, conn in enumerate(self.conns):
+                if conn is not None:
+                    try:
+                        conn.send((_M_STOP,))
+                    except OSError:
+                        pass
+                    # closing our end also frees a worker blocked sending us a large result
+                    conn.close()
+                    self.conns[i] = None
+            deadline = time.monotonic() + 2.0
+            for i, proc in enumerate(self.procs):
+                if proc is not None:
+                    self.stop_process(proc, max(deadline - time.monotonic(), 0.05))
+                    self.procs[i] = None
+        finally:
+            # interrupted: wait no more, kill the rest; the next call reaps them
+            for proc in self.procs:
+                if proc is not None:
+                    try:
+                        proc.kill()
+                    except (OSError, ValueError):
+                        pass
+        self.procs.clear()
+        self.conns.clear()
 
 
 class LocalPool:
@@ -613,17 +627,26 @@ class LocalPool:
             return False
 
     def close(self) -> None:
-        """Stop every worker and unlink every shared segment.  Idempotent."""
+        """Stop every worker and unlink every shared segment.  Idempotent.
+
+        Interrupted (a second Ctrl-C while it waits for the workers), the pool is
+        closed all the same and a later call (or the finalizer at exit) finishes.
+        """
         if self._closed_reason is None:
             self._closed_reason = "close() was called"
         self._jobs.clear()
         self._operand = None
         self._result_segs = []
-        self._finalizer()
+        if self._finalizer.alive:
+            # shutdown itself, not the finalizer: calling a finalizer detaches it
+            # first, so an interrupted shutdown would never be run again
+            self._res.shutdown()
+            self._finalizer.detach()
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        """True once :meth:`close` was called (or the pool closed itself)."""
+        return self._closed_reason is not None
 
     @property
     def pids(self) -> list[int | None]:
@@ -632,7 +655,7 @@ class LocalPool:
         return [p.pid if p is not None else None for p in self._res.procs]
 
     def _check_open(self) -> None:
-        if not self._finalizer.alive:
+        if self._closed_reason is not None:
             raise PoolClosed(f"this LocalPool is closed ({self._closed_reason})")
 
     def __enter__(self) -> LocalPool:
