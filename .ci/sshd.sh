@@ -17,12 +17,17 @@ SSHD_PORT=${SSHD_PORT:-2322}
 SSHD_ADDR=127.0.0.1
 action=${1:-start}
 
-stop() {
-  if [ -s "$SSHD_DIR/sshd.pid" ]; then
-    kill "$(cat "$SSHD_DIR/sshd.pid")" 2>/dev/null || true
-    rm -f "$SSHD_DIR/sshd.pid"
+# kill the process of a pidfile only if it still is an sshd (a stale pidfile
+# after a reboot may name an unrelated process)
+kill_sshd() {
+  local pid
+  if [ -s "$1" ]; then
+    pid=$(cat "$1")
+    if [ "$(cat "/proc/$pid/comm" 2> /dev/null)" = sshd ]; then kill "$pid" 2> /dev/null || true; fi
+    rm -f "$1"
   fi
 }
+stop() { kill_sshd "$SSHD_DIR/sshd.pid"; }
 
 # Emulated hosts: network namespaces sc-h1..N on a bridge sc-br0 with the
 # private subnet 10.214.0.0/24 (this machine .1, host i .(i+1)), one sshd in
@@ -30,8 +35,7 @@ stop() {
 NET=10.214.0
 netns_down() {
   for i in $(seq 1 "$1"); do
-    if [ -s "$SSHD_DIR/sshd-h$i.pid" ]; then kill "$(cat "$SSHD_DIR/sshd-h$i.pid")" 2> /dev/null || true; fi
-    rm -f "$SSHD_DIR/sshd-h$i.pid"
+    kill_sshd "$SSHD_DIR/sshd-h$i.pid"
     ip netns del "sc-h$i" 2> /dev/null || true
   done
   ip link del sc-br0 2> /dev/null || true
@@ -77,7 +81,13 @@ case "$action" in
   *) echo "usage: $0 start|stop|netns-up N|netns-down N" >&2; exit 2 ;;
 esac
 
-if [ ! -x /usr/sbin/sshd ]; then
+# what the SSH tests use besides sshd: ps (procps) and, for the emulated
+# hosts, ip (iproute2)
+pkgs=()
+[ -x /usr/sbin/sshd ] || pkgs+=(openssh-server openssh-client)
+command -v ps > /dev/null || pkgs+=(procps)
+command -v ip > /dev/null || pkgs+=(iproute2)
+if [ "${#pkgs[@]}" -gt 0 ]; then
   # policy-rc.d answering 101 tells the package scripts not to start services,
   # so installing openssh-server does not bring up sshd on 0.0.0.0:22
   own_policy=0
@@ -86,10 +96,15 @@ if [ ! -x /usr/sbin/sshd ]; then
     chmod 755 /usr/sbin/policy-rc.d
     own_policy=1
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    openssh-server openssh-client > /dev/null
+  installed=0
+  apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${pkgs[@]}" > /dev/null && installed=1
   if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ "$installed" = 0 ]; then
+    echo "sshd.sh: apt-get could not install ${pkgs[*]}" >&2
+    exit 1
+  fi
   if command -v systemctl > /dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now ssh.service ssh.socket 2> /dev/null || true
   fi
