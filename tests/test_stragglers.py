@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from sparsecoded.stragglers import (
@@ -52,8 +53,34 @@ def test_combine_takes_max_delay_and_any_crash():
         (lambda: FixedDelay([0], -1), "seconds must be a finite number >= 0, got -1"),
         (lambda: Bernoulli(1.5, 1.0), r"p must be a probability in \[0, 1\], got 1.5"),
         (lambda: ShiftedExponential(shift=float("nan")), "shift must be a finite number"),
+        (lambda: ShiftedExponential(seed=-1), "seed must be an int >= 0, got -1"),
+        (lambda: Bernoulli(0.5, 1.0, seed=-3), "seed must be an int >= 0, got -3"),
     ],
 )
 def test_bad_parameters(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_non_int_seed_is_refused_at_construction():
+    with pytest.raises(TypeError, match="seed must be an int >= 0, got float 1.5"):
+        Bernoulli(0.5, 1.0, seed=1.5)
+
+
+def test_models_sharing_a_seed_draw_independent_streams():
+    # both default to seed 0: combined, their delays must not be correlated
+    shifted = ShiftedExponential(shift=0.0, scale=1.0)
+    coin = Bernoulli(0.5, 1.0)
+    cells = [(w, r) for w in range(50) for r in range(40)]
+    a = np.array([shifted.action(w, r).delay for w, r in cells])
+    b = np.array([coin.action(w, r).delay for w, r in cells])
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.1  # 2000 samples: sd of the estimate ~0.02
+
+
+def test_reprs_say_which_rounds():
+    assert repr(FixedDelay([1], 0.5, rounds=[3, 1])) == (
+        "FixedDelay(workers=[1], seconds=0.5, rounds=[1, 3])"
+    )
+    assert repr(FixedDelay([1], 0.5)) == "FixedDelay(workers=[1], seconds=0.5)"
+    assert repr(Crash([2], rounds=[0])) == "Crash(workers=[2], rounds=[0])"
+    assert repr(Crash([2])) == "Crash(workers=[2])"

@@ -60,6 +60,26 @@ def _check_rounds(rounds: Iterable[int] | None) -> frozenset[int] | None:
     return None if rounds is None else frozenset(int(r) for r in rounds)
 
 
+def _rounds_repr(rounds: frozenset[int] | None) -> str:
+    return "" if rounds is None else f", rounds={sorted(rounds)}"
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int >= 0, got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed}")
+    return int(seed)
+
+
+# One stream per seeded model: models that share a seed (the default, 0) draw
+# independent numbers, so combine(ShiftedExponential(...), Bernoulli(...)) is not
+# correlated.  Large constants: a short seed list is padded with zeros, so small
+# ones could meet another default_rng([seed, k]) of the package.
+_STREAM_SHIFTED_EXPONENTIAL = 0x5E0D_E501
+_STREAM_BERNOULLI = 0x5E0D_B302
+
+
 def _check_seconds(seconds: float, name: str = "seconds") -> float:
     seconds = float(seconds)
     if not np.isfinite(seconds) or seconds < 0:
@@ -93,7 +113,10 @@ class FixedDelay(StragglerModel):
         return _IDLE
 
     def __repr__(self) -> str:
-        return f"FixedDelay(workers={sorted(self.workers)}, seconds={self.seconds})"
+        return (
+            f"FixedDelay(workers={sorted(self.workers)}, seconds={self.seconds}"
+            f"{_rounds_repr(self.rounds)})"
+        )
 
 
 class Crash(StragglerModel):
@@ -109,7 +132,7 @@ class Crash(StragglerModel):
         return _IDLE
 
     def __repr__(self) -> str:
-        return f"Crash(workers={sorted(self.workers)})"
+        return f"Crash(workers={sorted(self.workers)}{_rounds_repr(self.rounds)})"
 
 
 class ShiftedExponential(StragglerModel):
@@ -122,10 +145,12 @@ class ShiftedExponential(StragglerModel):
     def __init__(self, shift: float = 0.0, scale: float = 0.1, *, seed: int = 0):
         self.shift = _check_seconds(shift, "shift")
         self.scale = _check_seconds(scale, "scale")
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
 
     def action(self, worker: int, round_index: int) -> Action:
-        rng = np.random.default_rng([self.seed, int(round_index), int(worker)])
+        rng = np.random.default_rng(
+            [self.seed, _STREAM_SHIFTED_EXPONENTIAL, int(round_index), int(worker)]
+        )
         return Action(delay=self.shift + float(rng.exponential(self.scale)))
 
     def __repr__(self) -> str:
@@ -141,10 +166,10 @@ class Bernoulli(StragglerModel):
             raise ValueError(f"p must be a probability in [0, 1], got {p}")
         self.p = p
         self.seconds = _check_seconds(seconds)
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
 
     def action(self, worker: int, round_index: int) -> Action:
-        rng = np.random.default_rng([self.seed, int(round_index), int(worker)])
+        rng = np.random.default_rng([self.seed, _STREAM_BERNOULLI, int(round_index), int(worker)])
         return Action(delay=self.seconds) if rng.random() < self.p else _IDLE
 
     def __repr__(self) -> str:
