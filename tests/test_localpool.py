@@ -294,7 +294,7 @@ def test_too_many_dead_raises_quickly_naming_them(pool, job, rng):
     with pytest.raises(NotEnoughWorkers, match=r"1 of 4 workers answered") as info:
         pool.run(job, "matvec", x, enough=everyone(2), actions=actions, timeout=30)
     assert time.perf_counter() - t0 < 10  # no wait for the timeout
-    assert "dead workers: [0, 1, 2]" in str(info.value)
+    assert "dead workers: [0, 1, 2] (exit codes [-9, -9, -9];" in str(info.value)
     assert info.value.dead == [0, 1, 2]
     assert info.value.answered == [3]
 
@@ -323,6 +323,20 @@ def test_worker_exception_reaches_the_master(pool, job, rng):
         pool.run(job, "matmat", None, enough=everyone(N))
     if sys.version_info >= (3, 11):
         assert "in LocalPool worker" in "".join(info.value.__notes__)
+
+
+def test_job_missing_on_a_worker_is_named_in_the_error(pool, job, rng):
+    from sparsecoded.localpool import _M_DROP, _dumps
+
+    a = block(rng, 3, 4)
+    pool.place(job, [[a]] * N)
+    # worker 1 loses the job behind the pool's back (as a lost place message would)
+    pool._res.conns[1].send_bytes(_dumps((_M_DROP, pool._jobs[job].id)))
+    with pytest.raises(RuntimeError, match="the job is not placed on worker 1") as info:
+        pool.run(job, "matvec", np.ones(4), enough=everyone(N))
+    assert f"worker 1, the round set-up of job {job!r}" in "".join(info.value.__notes__)
+    pool.place(job, [[a]] * N)  # placed again, it works
+    assert sorted(pool.run(job, "matvec", np.ones(4), enough=everyone(N)).answered) == [0, 1, 2, 3]
 
 
 def test_exception_in_enough_keeps_the_pool(pool, job, rng):

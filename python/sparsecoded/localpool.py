@@ -326,7 +326,8 @@ class _Worker:
             return
         if crash:
             os.kill(os.getpid(), signal.SIGKILL)
-        shm, payloads = self.jobs.get(job, (None, f"job {job} is not placed on this worker"))
+        # the master names the job (it alone knows it) in a note on this error
+        shm, payloads = self.jobs.get(job, (None, f"the job is not placed on worker {self.index}"))
         if shm is None:
             send((_W_ERR, tag, -1, RuntimeError(payloads), ""))
             return
@@ -492,7 +493,9 @@ class LocalPool:
     n_workers : int
         Number of worker processes (>= 1).
     timeout : float
-        Default limit, in seconds, of a round (:meth:`run`), and of start-up.
+        Default limit, in seconds, of a round (:meth:`run`); ``inf`` means no
+        limit.  Start-up waits ``max(timeout, 60)`` seconds: spawned workers
+        import numpy and scipy, which takes seconds on a loaded machine.
 
     Notes
     -----
@@ -504,6 +507,8 @@ class LocalPool:
     before the worker's first payload; ``Action.crash`` makes the worker SIGKILL
     itself after that delay, before it computes anything (if the round is decided
     first, the master kills it: the death is always reported by that round).
+    Known limitation: a worker checks for cancellation only between payloads,
+    so one long kernel call runs to its end even when its round is decided.
 
     Examples
     --------
@@ -584,7 +589,7 @@ class LocalPool:
                 try:
                     conn.recv()
                 except EOFError:
-                    code = self._res.procs[w].exitcode
+                    code = self._exit_code(w)
                     raise RuntimeError(
                         f"worker {w} exited during start-up (exit code {code})"
                     ) from None
@@ -1071,13 +1076,22 @@ class LocalPool:
             f"({len(results)} results); dead workers: {sorted(dead) or 'none'}"
         )
         if dead:
-            codes = [self._res.procs[w].exitcode for w in sorted(dead)]
-            text += f" (exit codes {codes}; respawned for the next round)"
+            codes = ", ".join(self._exit_code(w) for w in sorted(dead))
+            text += f" (exit codes [{codes}]; respawned for the next round)"
         if respawned:
             text += f"; respawned before this round: {respawned}"
         if skipped:
             text += f"; skipped, still busy with earlier rounds: {skipped}"
         return text
+
+    def _exit_code(self, w: int) -> str:
+        """Exit code of dead worker ``w``; its EOF can come just before it is reaped."""
+        proc = self._res.procs[w]
+        if proc is None:
+            return "unknown"
+        if proc.exitcode is None:
+            proc.join(0.5)  # returns as soon as it is reaped
+        return "unknown" if proc.exitcode is None else str(proc.exitcode)
 
     def _raise_worker_error(self, w: int, job: Any, msg: tuple) -> None:
         _, tag, slot, exc, text = msg
