@@ -203,6 +203,30 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "k <= n" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["encode-time", "--workers", "20", "--k", "30"], "no valid \\(n, k\\) with k <= n"),
+        (["worker-time", "--matrix", "no-such-file.mtx"], "no-such-file.mtx"),
+        (["worker-time", "--json", "."], "--json . is a directory, expected a file name"),
+    ],
+)
+def test_bad_parameters_and_paths_fail_before_the_work(argv, message, capsys):
+    small = ["--size", "200", "100", "--workers", "4", "--k", "3", "--reps", "1"]
+    assert main(["experiment", argv[0], *small, *argv[1:], "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparsecoded experiment: error:")
+    assert __import__("re").search(message, err)
+
+
+@pytest.mark.parametrize("flag", ["--iters", "--reps", "--rounds", "--trials"])
+def test_counts_must_be_positive(flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", "iterative", flag, "0"])
+    assert exc.value.code == 2
+    assert f"argument {flag}: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
 def test_worker_time_matrix_matrix(tmp_path):
     rec = _run(
         tmp_path,

@@ -8,6 +8,7 @@ have.  The designs in :mod:`sparsecoded.codes` meet them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 __all__ = [
@@ -441,4 +442,5 @@ def coded_density(density: float, weight: int) -> float:
     """
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"density must be in [0, 1], got {density}")
-    return 1.0 - (1.0 - density) ** weight
+    # -expm1(w log1p(-p)) = 1 - (1 - p)^w without losing a tiny p to rounding
+    return 1.0 if density == 1.0 else float(-math.expm1(weight * math.log1p(-density)))

@@ -11,6 +11,21 @@ import sys
 from collections.abc import Sequence
 
 
+def _int_at_least(lo: int):
+    """An argparse type: an integer >= lo, with a message naming both."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -36,7 +51,12 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--delay", type=float, default=1.0, help="seconds each straggler sleeps (default 1)"
     )
-    p.add_argument("--rounds", type=int, default=3, help="rounds timed per job (median; default 3)")
+    p.add_argument(
+        "--rounds",
+        type=_int_at_least(1),
+        default=3,
+        help="rounds timed per job (median; default 3)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_demo)
 
@@ -123,7 +143,10 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("measurement")
     g.add_argument(
-        "--reps", type=int, default=5, help="timed repetitions per figure (median; default 5)"
+        "--reps",
+        type=_int_at_least(1),
+        default=5,
+        help="timed repetitions per figure (median; default 5)",
     )
     g.add_argument(
         "--clock",
@@ -132,20 +155,30 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         help="worker-time: the worker's CPU time (default; immune to time slicing on "
         "a busy machine) or elapsed time; both are recorded",
     )
-    g.add_argument("--rounds", type=int, default=3, help="rounds per straggler setting (default 3)")
     g.add_argument(
-        "--warmup", type=int, default=1, help="untimed rounds after placing the blocks (default 1)"
+        "--rounds",
+        type=_int_at_least(1),
+        default=3,
+        help="rounds per straggler setting (default 3)",
     )
-    g.add_argument("--iters", type=int, default=30, help="iterative: iterations (default 30)")
+    g.add_argument(
+        "--warmup",
+        type=_int_at_least(0),
+        default=1,
+        help="untimed rounds after placing the blocks (default 1)",
+    )
+    g.add_argument(
+        "--iters", type=_int_at_least(1), default=30, help="iterative: iterations (default 30)"
+    )
     g.add_argument(
         "--trials",
-        type=int,
+        type=_int_at_least(1),
         default=5,
         help="stability: random straggler sets decoded per scheme (default 5)",
     )
     g.add_argument(
         "--max-subsets",
-        type=int,
+        type=_int_at_least(1),
         default=20000,
         help="stability: certify enumerates responder sets up to this many",
     )
@@ -165,7 +198,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--threads",
-        type=int,
+        type=_int_at_least(1),
         default=1,
         help="encode-time: threads of the encoding kernel (default 1, like the "
         "dense baseline's BLAS with --blas-threads 1)",
@@ -194,7 +227,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument(
         "--blas-threads",
-        type=int,
+        type=_int_at_least(1),
         default=1,
         help="BLAS threads of this process (default 1: on a loaded machine a "
         "threaded BLAS turns a microsecond decode into tens of milliseconds)",
@@ -239,7 +272,9 @@ def _add_design(sub: argparse._SubParsersAction) -> None:
         help="density p of the input blocks for the nnz estimate (default 0.01)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--trials", type=int, default=5, help="coefficient draws (default 5)")
+    p.add_argument(
+        "--trials", type=_int_at_least(1), default=5, help="coefficient draws (default 5)"
+    )
     p.add_argument(
         "--layout",
         choices=("cyclic", "random"),
@@ -391,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:  # infeasible parameters: one clear line, no traceback
+    except (ValueError, OSError) as exc:  # bad parameters or paths: one clear line
         print(f"sparsecoded {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

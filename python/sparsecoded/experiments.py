@@ -545,6 +545,8 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
     ns, ks = _ints(args.workers or "20"), _ints(args.k or "16")
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly,uncoded")
     points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
+    if not points:
+        raise ValueError(f"no valid (n, k) with k <= n among --workers {ns} and --k {ks}")
     sweep = []
     with _progress(
         args, len(points) * (len(schemes) + (0 if args.no_dense else 1)), "encode-time"
@@ -1494,6 +1496,12 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"unknown experiment {args.name!r}, expected one of {sorted(EXPERIMENTS)}")
     if args.plot:
         _pyplot()  # fail before the work, not after
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:  # an unwritable place fails now, not after the run
+            out = Path(path)
+            if out.is_dir():
+                raise ValueError(f"{flag} {path} is a directory, expected a file name")
+            out.parent.mkdir(parents=True, exist_ok=True)
     if args.live and args.dask:
         raise ValueError("--live and --dask are exclusive")
     run, plot = EXPERIMENTS[args.name]
