@@ -317,3 +317,14 @@ def test_lincomb_dense_operand_checks_sparse_ones():
     for call in _lincomb_mixed_calls(A):
         with pytest.raises(IndexError, match=r"mats\[\d\]: column index 7 in row \d+"):
             call()
+
+
+def test_decreasing_indptr_names_both_values():
+    A = hacked(indptr=[0, 3, 1, 5, 6])
+    for call in all_kernels(A):
+        with pytest.raises(
+            ValueError,
+            match=r"malformed indptr at row 1, expected 0 <= indptr\[i\] <= indptr\[i\+1\] <= "
+            r"nnz = 6, found indptr\[i\] = 3, indptr\[i\+1\] = 1",
+        ):
+            call()

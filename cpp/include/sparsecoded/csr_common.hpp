@@ -7,39 +7,74 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "sparsecoded/threads.hpp"
 
 namespace sparsecoded {
 
-// First contract breach seen by any thread. Exceptions must not leave an
-// OpenMP region, so threads record the breach here, stop early, and the
-// kernel throws after the join.
+// std::bad_alloc with a message naming the kernel's operand; pybind11
+// translates any std::bad_alloc into MemoryError with what() as the text.
+class KernelBadAlloc : public std::bad_alloc {
+ public:
+  explicit KernelBadAlloc(std::string msg) : msg_(std::move(msg)) {}
+  const char* what() const noexcept override { return msg_.c_str(); }
+
+ private:
+  std::string msg_;
+};
+
+// First failure seen by any thread: a contract breach, or an exception
+// (std::bad_alloc above all) thrown by a thread's work. Exceptions must not
+// leave an OpenMP region (that calls std::terminate), so threads record the
+// failure here, stop early, and the kernel throws after the join.
 class KernelError {
  public:
-  enum Kind : int { none = 0, bad_indptr = 1, bad_index = 2, changed = 3 };
+  enum Kind : int { none = 0, bad_indptr = 1, bad_index = 2, changed = 3, out_of_memory = 4, exception = 5 };
 
-  void report(Kind kind, int64_t row, int64_t value, int64_t limit) noexcept {
+  // value2: for bad_indptr, indptr[i] (value is indptr[i+1]).
+  void report(Kind kind, int64_t row, int64_t value, int64_t limit, int64_t value2 = 0) noexcept {
     int expected = none;
     if (claim_.compare_exchange_strong(expected, 1)) {
       row_ = row;
       value_ = value;
+      value2_ = value2;
       limit_ = limit;
       kind_ = kind;
       failed_.store(true, std::memory_order_release);
     }
   }
+
+  // Call only inside a catch block: records the exception being handled
+  // (row: where it happened, -1 for a thread's setup before its rows).
+  void report_current_exception(int64_t row) noexcept {
+    try {
+      throw;
+    } catch (const std::bad_alloc&) {
+      report(out_of_memory, row, 0, 0);
+    } catch (const std::exception& e) {
+      record_message(e.what());
+      report(exception, row, 0, 0);
+    } catch (...) {
+      record_message("unknown exception");
+      report(exception, row, 0, 0);
+    }
+  }
+
   bool failed() const noexcept { return failed_.load(std::memory_order_relaxed); }
 
-  // Throws std::invalid_argument (bad indptr) or std::out_of_range (bad
-  // column index) naming the operand; call after the parallel region.
+  // Throws std::invalid_argument (bad indptr), std::out_of_range (bad column
+  // index), KernelBadAlloc (a std::bad_alloc: MemoryError in Python) or
+  // std::runtime_error naming the operand; call after the parallel region.
   void raise_if_failed(const char* operand) const {
     if (!failed_.load(std::memory_order_acquire)) return;
     const std::string who(operand);
+    const std::string where = row_ >= 0 ? " at row " + std::to_string(row_) : std::string(" before any row");
     switch (kind_) {
       case bad_index:
         throw std::out_of_range(who + ": column index " + std::to_string(value_) + " in row " +
@@ -49,7 +84,12 @@ class KernelError {
         throw std::invalid_argument(
             who + ": malformed indptr at row " + std::to_string(row_) +
             ", expected 0 <= indptr[i] <= indptr[i+1] <= nnz = " + std::to_string(limit_) +
-            ", found indptr[i+1] = " + std::to_string(value_));
+            ", found indptr[i] = " + std::to_string(value2_) + ", indptr[i+1] = " + std::to_string(value_));
+      case out_of_memory:
+        throw KernelBadAlloc(who + ": out of memory for the kernel's per-thread work buffers" + where +
+                             " (std::bad_alloc in a worker thread)");
+      case exception:
+        throw std::runtime_error(who + ": kernel failed" + where + ": " + msg_);
       default:
         throw std::invalid_argument(who + ": structure changed between the size and fill passes at row " +
                                     std::to_string(row_));
@@ -57,10 +97,21 @@ class KernelError {
   }
 
  private:
+  void record_message(const char* what) noexcept {
+    int expected = 0;
+    if (msg_claim_.compare_exchange_strong(expected, 1)) {
+      size_t n = 0;
+      for (; what != nullptr && what[n] != '\0' && n + 1 < sizeof(msg_); ++n) msg_[n] = what[n];
+      msg_[n] = '\0';
+    }
+  }
+
   std::atomic<int> claim_{0};
+  std::atomic<int> msg_claim_{0};
   std::atomic<bool> failed_{false};
-  int64_t row_ = 0, value_ = 0, limit_ = 0;
+  int64_t row_ = 0, value_ = 0, value2_ = 0, limit_ = 0;
   int kind_ = none;
+  char msg_[256] = {0};
 };
 
 // Extent [begin, end) of a row, or false when indptr breaks the CSR contract
@@ -105,7 +156,8 @@ template <class I>
 inline bool check_row(const I* indptr, const I* indices, int64_t row, int64_t nnz, int64_t n_cols,
                       int64_t& begin, int64_t& end, KernelError& err) {
   if (!row_extent(indptr, row, nnz, begin, end)) {
-    err.report(KernelError::bad_indptr, row, static_cast<int64_t>(indptr[row + 1]), nnz);
+    err.report(KernelError::bad_indptr, row, static_cast<int64_t>(indptr[row + 1]), nnz,
+               static_cast<int64_t>(indptr[row]));
     return false;
   }
   if (!indices_in_range(indices, begin, end, n_cols)) {

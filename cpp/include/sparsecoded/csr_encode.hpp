@@ -67,18 +67,32 @@ int64_t csr_encode_size(int64_t m, int64_t c, const I* indptr, const I* indices,
                         int64_t* out_indptr, int n_threads) {
   const EncodePlan<I, V> plan(n, k, E);
   const int64_t rows = n * b;
+  KernelError err;
   const int T = threads_for(plan.work(indptr, m, k) + rows, n_threads);
 #pragma omp parallel num_threads(T)
   {
+    // RowMerger's buffers grow inside count/fill: any exception (bad_alloc)
+    // is recorded and rethrown after the join, never out of the region
     RowMerger<I, V> merger(c);
-    std::vector<RowSource<I, V>> src(static_cast<size_t>(k));
+    std::vector<RowSource<I, V>> src;
+    try {
+      src.resize(static_cast<size_t>(k));
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 128)
     for (int64_t R = 0; R < rows; ++R) {
+      if (err.failed()) continue;
       const int64_t i = R / b, r = R % b;
       const int w = plan.gather(i, r, m, b, indptr, indices, data, row_sorted, src.data());
-      out_indptr[R + 1] = merger.count(src.data(), w);
+      try {
+        out_indptr[R + 1] = merger.count(src.data(), w);
+      } catch (...) {
+        err.report_current_exception(R);
+      }
     }
   }
+  err.raise_if_failed("A");
   return counts_to_indptr(out_indptr, rows);
 }
 
@@ -92,16 +106,27 @@ void csr_encode_fill(int64_t m, int64_t c, const I* indptr, const I* indices, co
   const int T = threads_for(plan.work(indptr, m, k) + rows, n_threads);
 #pragma omp parallel num_threads(T)
   {
+    // as in csr_encode_size: exceptions are recorded, not thrown
     RowMerger<I, V> merger(c);
-    std::vector<RowSource<I, V>> src(static_cast<size_t>(k));
+    std::vector<RowSource<I, V>> src;
+    try {
+      src.resize(static_cast<size_t>(k));
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 128)
     for (int64_t R = 0; R < rows; ++R) {
+      if (err.failed()) continue;
       const int64_t i = R / b, r = R % b;
       const int w = plan.gather(i, r, m, b, indptr, indices, data, row_sorted, src.data());
       const int64_t cap = out_indptr[R + 1] - out_indptr[R];
-      const int64_t got =
-          merger.fill(src.data(), w, out_indices + out_indptr[R], out_data + out_indptr[R], cap);
-      if (got != cap) err.report(KernelError::changed, R, got, cap);
+      try {
+        const int64_t got =
+            merger.fill(src.data(), w, out_indices + out_indptr[R], out_data + out_indptr[R], cap);
+        if (got != cap) err.report(KernelError::changed, R, got, cap);
+      } catch (...) {
+        err.report_current_exception(R);
+      }
     }
   }
   err.raise_if_failed("A");

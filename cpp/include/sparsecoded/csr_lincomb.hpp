@@ -246,22 +246,36 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
     if (coeffs[t] != V(0)) live.push_back(t);
   int64_t work = n_rows;
   for (int t : live) work += static_cast<int64_t>(mats[t].indptr[n_rows]);
+  KernelError err;
   const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
+    // RowMerger's buffers grow inside count/fill: any exception (bad_alloc)
+    // is recorded per row and rethrown after the join, never out of the region
     RowMerger<I, V> merger(n_cols);
-    std::vector<RowSource<I, V>> src(live.size());
+    std::vector<RowSource<I, V>> src;
+    try {
+      src.resize(live.size());
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 256)
     for (int64_t i = 0; i < n_rows; ++i) {
+      if (err.failed()) continue;
       int w = 0;
       for (int t : live) {
         const CsrOperand<I, V>& M = mats[t];
         const int64_t b = M.indptr[i], e = M.indptr[i + 1];
         if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
       }
-      out_indptr[i + 1] = merger.count(src.data(), w);
+      try {
+        out_indptr[i + 1] = merger.count(src.data(), w);
+      } catch (...) {
+        err.report_current_exception(i);
+      }
     }
   }
+  err.raise_if_failed("mats");
   return counts_to_indptr(out_indptr, n_rows);
 }
 
@@ -277,10 +291,17 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
   const int T = threads_for(work, n_threads);
 #pragma omp parallel num_threads(T)
   {
+    // as in csr_lincomb_size: exceptions are recorded, not thrown
     RowMerger<I, V> merger(n_cols);
-    std::vector<RowSource<I, V>> src(live.size());
+    std::vector<RowSource<I, V>> src;
+    try {
+      src.resize(live.size());
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 256)
     for (int64_t i = 0; i < n_rows; ++i) {
+      if (err.failed()) continue;
       int w = 0;
       for (int t : live) {
         const CsrOperand<I, V>& M = mats[t];
@@ -288,8 +309,13 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
         if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
       }
       const int64_t cap = out_indptr[i + 1] - out_indptr[i];
-      const int64_t got = merger.fill(src.data(), w, out_indices + out_indptr[i], out_data + out_indptr[i], cap);
-      if (got != cap) err.report(KernelError::changed, i, got, cap);
+      try {
+        const int64_t got =
+            merger.fill(src.data(), w, out_indices + out_indptr[i], out_data + out_indptr[i], cap);
+        if (got != cap) err.report(KernelError::changed, i, got, cap);
+      } catch (...) {
+        err.report_current_exception(i);
+      }
     }
   }
   err.raise_if_failed("mats");

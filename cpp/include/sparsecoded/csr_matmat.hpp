@@ -27,7 +27,14 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
   const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
-    std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
+    // a failed allocation is recorded, never thrown out of the region; the
+    // thread still meets the worksharing loop below, and skips every row
+    std::vector<int64_t> mark;
+    try {
+      mark.assign(static_cast<size_t>(n_cols), -1);
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 64)
     for (int64_t i = 0; i < n_rows; ++i) {
       int64_t ab, ae, count = 0;
@@ -62,8 +69,15 @@ void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a
   const int T = threads_for(a_nnz + n_rows + static_cast<int64_t>(b_indptr[n_inner]), n_threads);
 #pragma omp parallel num_threads(T)
   {
-    std::vector<int64_t> mark(static_cast<size_t>(n_cols), -1);
-    std::vector<V> acc(static_cast<size_t>(n_cols));
+    // as in csr_matmat_size: an allocation failure is recorded, not thrown
+    std::vector<int64_t> mark;
+    std::vector<V> acc;
+    try {
+      mark.assign(static_cast<size_t>(n_cols), -1);
+      acc.resize(static_cast<size_t>(n_cols));
+    } catch (...) {
+      err.report_current_exception(-1);
+    }
 #pragma omp for schedule(dynamic, 64)
     for (int64_t i = 0; i < n_rows; ++i) {
       int64_t ab, ae;
