@@ -2,12 +2,14 @@
 
 Thin wrappers over the C++ core (``sparsecoded._core``). Every entry point
 goes through :mod:`sparsecoded.validation` for the cheap checks; the C++
-kernels check indptr and the column indices inside their own loops, before
-any access, so malformed input raises ``ValueError`` / ``IndexError`` and
-never reads or writes out of bounds.
+kernels check indptr and the column indices before any access (matvec and
+matmat's ``A`` inside their own loops; encode, lincomb and matmat's sparse
+``B`` in a separate check pass first), so malformed input raises
+``ValueError`` / ``IndexError`` and never reads or writes out of bounds. An
+allocation failure in a worker thread raises ``MemoryError``.
 
-Inputs may be any scipy sparse matrix or array (other formats are converted
-to CSR once) or numpy arrays. Index arrays keep their width: int64 stays
+Inputs may be any scipy sparse matrix or array (other formats are checked,
+then converted to CSR once) or numpy arrays. Index arrays keep their width: int64 stays
 int64. Values are float32 or float64; integer and bool inputs become float64,
 complex inputs are rejected.
 
