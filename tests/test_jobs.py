@@ -20,6 +20,7 @@ from sparsecoded import (
     design_mm,
     design_mv,
 )
+from sparsecoded.decode import DEFAULT_MAX_CONDITION_FLOAT32
 from sparsecoded.stragglers import Crash, FixedDelay
 
 N, K = 8, 6
@@ -100,6 +101,26 @@ def test_matvec_float32(any_pool, rng, scheme):
         assert y.dtype == np.float32
         ref = A.astype(np.float64) @ x.astype(np.float64)
         assert rel_err(y, ref) < 1e-6 * op.report.condition
+
+
+def test_float32_jobs_decode_within_float32_accuracy(rng):
+    # n = 20, k = 16 with 4 stragglers; x in float64 is cast to the job's float32
+    A = sp.random_array((4000, 500), density=0.05, format="csr", rng=rng, dtype=np.float32)
+    x = rng.standard_normal(500)
+    ref = A.astype(np.float64) @ x.astype(np.float32).astype(np.float64)
+    slow = FixedDelay([0, 1, 2, 3], seconds=1.0)
+    with InlinePool(20) as pool:
+        with CodedMatVec(A, design_mv(20, 16, seed=0), pool, stragglers=slow) as op:
+            y = op @ x
+            assert y.dtype == np.float32  # the precision it was computed in
+            assert op._decoder.max_condition == DEFAULT_MAX_CONDITION_FLOAT32
+            assert rel_err(y, ref) < 1e-4
+        # the real Vandermonde code's 16-worker systems (cond ~1e8) would give
+        # garbage in float32: the round waits for more workers instead
+        with CodedMatVec(A, design_mv(20, 16, "polynomial"), pool, stragglers=slow) as op:
+            y = op @ x
+            assert len(op.report.answered) > 16
+            assert rel_err(y, ref) < 0.05
 
 
 @pytest.mark.parametrize("scheme", MM_SCHEMES)
@@ -184,6 +205,12 @@ def test_bad_input(pool, A, rng):
             op @ np.ones((7, 2))
         with pytest.raises(ValueError, match="x must be a vector or a 2-D matrix, got 3-D"):
             op @ np.ones((120, 2, 2))
+        with pytest.raises(ValueError, match="found a scipy sparse csr matrix; use CodedMatMat"):
+            op @ sp.csr_array(np.ones((120, 1)))
+        x = np.ones(120)
+        x[7] = np.inf
+        with pytest.raises(ValueError, match="x must be finite, found inf at index 7"):
+            op @ x
     with pytest.raises(ValueError, match="k = 6 row blocks, but A has only 4 rows"):
         CodedMatVec(sp.random_array((4, 10), density=0.5, format="csr", rng=rng), code, pool)
     with pytest.raises(

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
-from .decode import DEFAULT_MAX_CONDITION, DecodePlan, Decoder
+from .decode import DecodePlan, Decoder, default_max_condition
 from .errors import NotEnoughWorkers
 from .pool import RoundResult, SlotKey
 from .stragglers import StragglerModel
@@ -57,6 +57,11 @@ class JobReport:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
 
+def _as_applied(encoding: sp.csr_array, dtype: np.dtype) -> sp.csr_array:
+    """The encoding as the kernel applied it: rounded to the blocks' dtype, in float64."""
+    return sp.csr_array(encoding.astype(dtype).astype(np.float64))
+
+
 def _as_csr(M: Any, name: str) -> sp.csr_array:
     if sp.issparse(M):
         out = sp.csr_array(M)
@@ -90,7 +95,7 @@ class _CodedJob:
         encoding: sp.csr_array,
         owner: np.ndarray,
         stragglers: StragglerModel | None,
-        max_condition: float,
+        max_condition: float | None,
         timeout: float | None,
     ):
         self.code = code
@@ -98,7 +103,8 @@ class _CodedJob:
         self.stragglers = stragglers
         self.timeout = timeout
         self.k = encoding.shape[1]
-        self._decoder = Decoder(encoding, max_condition=max_condition)
+        self._max_condition = max_condition
+        self._decoder = Decoder(encoding, max_condition=default_max_condition(np.float64))
         self._job = f"{self.op}-{uuid.uuid4().hex[:12]}"
         self._round = 0
         self._owner = owner
@@ -106,6 +112,20 @@ class _CodedJob:
         self._devices_with_work: list[int] = []
         self.report: JobReport | None = None
         self._closed = False
+
+    def _set_precision(self, dtype: np.dtype, applied: sp.csr_array) -> None:
+        """Decode with the coefficients as the workers applied them, at the
+        condition limit of the working precision.
+
+        A float32 job's coded blocks were built with the encoding rounded to
+        float32; decoding with the float64 coefficients would add an error of
+        about cond x 6e-8 on top of the workers' own rounding.
+        """
+        self.dtype = np.dtype(dtype)
+        limit = self._max_condition
+        if limit is None:
+            limit = default_max_condition(self.dtype)
+        self._decoder = Decoder(applied, max_condition=limit)
 
     def _place(self, row_payloads: dict[int, Any], encode_seconds: float) -> None:
         per_worker: list[list[Any]] = [[] for _ in range(self.pool.n_workers)]
@@ -212,8 +232,8 @@ class CodedMatVec(_CodedJob):
     Parameters
     ----------
     A : sparse or dense (m, c)
-        The matrix; converted to CSR once.  float32 stays float32, other
-        types become float64.
+        The matrix; converted to CSR once.  float32 stays float32 (the job
+        then works, and answers, in float32), other types become float64.
     code : MVCode
         Its encoding's ``k`` row blocks must fit in ``A`` (``k <= m``).
     pool : LocalPool, DaskPool or InlinePool
@@ -221,8 +241,12 @@ class CodedMatVec(_CodedJob):
         rows of the encoding whose ``owner`` is ``w``.
     stragglers : StragglerModel, optional
         Injected on the worker side, per call (round index = call number).
-    max_condition : float
-        See :data:`sparsecoded.decode.DEFAULT_MAX_CONDITION`.
+    max_condition : float, optional
+        Largest condition number of the responders' system a round accepts
+        before it waits for one more worker.  Default by working precision:
+        :data:`sparsecoded.decode.DEFAULT_MAX_CONDITION` (1e10) for float64,
+        :data:`~sparsecoded.decode.DEFAULT_MAX_CONDITION_FLOAT32` (1e5) for
+        float32.
     timeout : float, optional
         Per-round limit, default the pool's.
 
@@ -248,7 +272,7 @@ class CodedMatVec(_CodedJob):
         pool: Any,
         *,
         stragglers: StragglerModel | None = None,
-        max_condition: float = DEFAULT_MAX_CONDITION,
+        max_condition: float | None = None,
         timeout: float | None = None,
     ):
         A = _as_csr(A, "A")
@@ -272,13 +296,18 @@ class CodedMatVec(_CodedJob):
         t0 = time.perf_counter()
         blocks = kernels.encode_row_blocks(A, encoding)
         encode_seconds = time.perf_counter() - t0
-        self.dtype = blocks[0].dtype
+        self._set_precision(blocks[0].dtype, _as_applied(encoding, blocks[0].dtype))
         self.block_rows = blocks[0].shape[0]
         weights = np.diff(encoding.indptr)
         self._place({r: blocks[r] for r in range(n_rows) if weights[r] > 0}, encode_seconds)
 
     def __call__(self, x: Any) -> np.ndarray:
         """``A @ x`` for a vector ``x`` (length c) or a dense matrix ``X`` (c rows)."""
+        if sp.issparse(x):
+            raise ValueError(
+                f"x must be a dense vector or matrix, found a scipy sparse {x.format} matrix; "
+                "use CodedMatMat for sparse operands"
+            )
         x = np.asarray(x)
         m, c = self.shape
         if x.ndim not in (1, 2):
@@ -292,14 +321,23 @@ class CodedMatVec(_CodedJob):
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
             raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
         operand = np.ascontiguousarray(x, dtype=self.dtype)
+        finite = np.isfinite(operand)
+        if not finite.all():
+            # a coded block mixes several blocks: a NaN or inf would spread to
+            # rows of the answer that A @ x keeps finite
+            bad = np.argwhere(~finite)[0]
+            where = int(bad[0]) if x.ndim == 1 else tuple(int(i) for i in bad)
+            raise ValueError(
+                f"x must be finite, found {operand[tuple(bad)]} at index {where} "
+                f"(in {self.dtype}); coded decoding would spread it to other rows"
+            )
         rr, plan, by_row, cached = self._run_round(operand)
         t0 = time.perf_counter()
         Y = np.stack([by_row[r] for r in plan.rows])
         Z = plan.solve(Y)  # (k, b[, ncols])
         out = Z.reshape((self.k * self.block_rows, *Z.shape[2:]))[:m]
-        out = out.astype(
-            np.result_type(self.dtype, x.dtype if x.dtype.kind == "f" else self.dtype), copy=False
-        )
+        # the job works in A's precision (x was cast to it): say so in the dtype
+        out = out.astype(self.dtype, copy=False)
         self._finish_report(rr, plan, time.perf_counter() - t0, cached)
         return out
 
@@ -326,7 +364,7 @@ class CodedMatMat(_CodedJob):
         pool: Any,
         *,
         stragglers: StragglerModel | None = None,
-        max_condition: float = DEFAULT_MAX_CONDITION,
+        max_condition: float | None = None,
         timeout: float | None = None,
     ):
         A = _as_csr(A, "A")
@@ -364,6 +402,14 @@ class CodedMatMat(_CodedJob):
         blocks_bt = kernels.encode_row_blocks(sp.csr_array(B.T), Eb)
         blocks_b = [sp.csr_array(bt.T) for bt in blocks_bt]
         encode_seconds = time.perf_counter() - t0
+        da, db = blocks_a[0].dtype, blocks_b[0].dtype
+        applied = sp.csr_array(
+            sp.vstack(
+                [sp.kron(_as_applied(Ea[[i]], da), _as_applied(Eb[[i]], db)) for i in range(n_rows)]
+            )
+        )
+        working = np.float32 if np.float32 in (da, db) else np.float64
+        self._set_precision(np.dtype(working), applied)
         self.block_shape = (blocks_a[0].shape[0], blocks_b[0].shape[1])
         wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
         payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
