@@ -187,6 +187,19 @@ def test_more_than_s_dead_is_a_clear_error_not_a_hang(pool, A, rng):
         assert rel_err(op @ x, A @ x) < 1e-9  # round 1: respawned, no crash injected
 
 
+def test_a_dead_worker_does_not_turn_an_ill_conditioned_round_into_an_error(any_pool, A, rng):
+    # no system is within max_condition = 1, so the round holds out for more
+    # results; with worker 0 dead the other 7 are all there is, and they decode
+    code = design_mv(N, K, "sparse", seed=6)
+    x = rng.standard_normal(A.shape[1])
+    crash = Crash([0], rounds=[0])
+    with CodedMatVec(A, code, any_pool, stragglers=crash, max_condition=1.0, timeout=15) as op:
+        assert rel_err(op @ x, A @ x) < 1e-9
+        assert op.report.dead == [0]
+        assert sorted(op.report.answered) == list(range(1, N))
+        assert op.report.condition > 1.0
+
+
 def test_heterogeneous_devices_decode_from_their_rows(pool, A, rng):
     code = design_mv(4, 6, "sparse", capacities=[3, 2, 2, 1], seed=7)
     x = rng.standard_normal(A.shape[1])

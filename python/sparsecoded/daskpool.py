@@ -798,6 +798,17 @@ class DaskPool:
             raise error
         if not decided:
             why = f"timed out after {limit:g} s" if remaining else "every worker answered or died"
+            partial = None
+            if not remaining:  # nothing more can arrive: hand over what did
+                partial = RoundResult(
+                    results=results,
+                    order=order,
+                    compute_seconds=seconds,
+                    cancelled=[],
+                    dead=sorted(dead),
+                    seconds=elapsed,
+                    extra={"mode": self.mode},
+                )
             raise NotEnoughWorkers(
                 f"round {r} of job {name!r} cannot be decoded: {why}; "
                 f"{len(self._answered(order))} of {self.n_workers} workers answered "
@@ -805,6 +816,7 @@ class DaskPool:
                 f"still busy: {sorted(set(remaining) - dead)}",
                 dead=dead,
                 answered=self._answered(order),
+                partial=partial,
             )
         return RoundResult(
             results=results,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class NotEnoughWorkers(RuntimeError):
@@ -16,12 +17,25 @@ class NotEnoughWorkers(RuntimeError):
         Workers seen dead during the round.
     answered : iterable of int
         Workers whose results arrived.
+    partial : RoundResult, optional
+        What did arrive, when the round ended because every live worker had
+        answered or died (None after a timeout, when some may still answer).
+        A coded job decodes it when the results determine the answer but
+        ``enough`` held out for a better-conditioned system.
     """
 
-    def __init__(self, message: str, *, dead: Iterable[int] = (), answered: Iterable[int] = ()):
+    def __init__(
+        self,
+        message: str,
+        *,
+        dead: Iterable[int] = (),
+        answered: Iterable[int] = (),
+        partial: Any = None,
+    ):
         super().__init__(message)
         self.dead = sorted(set(dead))
         self.answered = sorted(set(answered))
+        self.partial = partial
 
 
 class PoolClosed(RuntimeError):

@@ -134,13 +134,15 @@ class InlinePool:
                     results, order, seconds, cancelled, dead, at, {"mode": "simulated"}
                 )
         answered = sorted({w for w, _ in order})
-        why = (
-            f"timed out after {limit:g} s"
-            if events and events[-1][0] > limit
-            else "every live worker answered"
-        )
+        timed_out = bool(events) and events[-1][0] > limit
+        why = f"timed out after {limit:g} s" if timed_out else "every live worker answered"
+        partial = None
+        if not timed_out:
+            at = events[-1][0] if events else 0.0
+            partial = RoundResult(results, order, seconds, [], dead, at, {"mode": "simulated"})
         raise NotEnoughWorkers(
             f"round cannot be decoded: {why}; dead workers {dead}, answered {answered}",
             dead=dead,
             answered=answered,
+            partial=partial,
         )

@@ -151,6 +151,20 @@ class _CodedJob:
         # every result is in: take the best system there is rather than fail
         return plan is not None and len(results) == self._n_slots
 
+    def _best_of_what_arrived(self, exc: NotEnoughWorkers) -> RoundResult | None:
+        """The round's results when no more can come and they do decode.
+
+        ``_enough`` holds out for a system within ``max_condition``; once
+        every live worker has answered or died (the pool hands over what
+        arrived), the best system there is beats no answer, as when every
+        result is in.  ``report.condition`` then says how good it is.
+        """
+        rr = exc.partial
+        if rr is None or len(rr.results) < self.k:
+            return None
+        plan = self._decoder.plan([self._slot_row[key] for key in rr.results])
+        return rr if plan is not None else None
+
     def _run_round(
         self, operand: np.ndarray | None
     ) -> tuple[RoundResult, DecodePlan, dict[int, Any], bool]:
@@ -170,6 +184,11 @@ class _CodedJob:
                 timeout=self.timeout,
             )
         except NotEnoughWorkers as exc:
+            rr = self._best_of_what_arrived(exc)
+            if rr is not None:
+                by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
+                plan = self._decoder.plan(list(by_row))
+                return rr, plan, by_row, plan.serial <= made_before
             raise NotEnoughWorkers(
                 f"{type(self).__name__} round {self._round} failed: decoding needs results "
                 f"covering all k = {self.k} blocks (any {self.k} of the "

@@ -963,10 +963,21 @@ class LocalPool:
             deadline = time.monotonic() + timeout
             while not decided:
                 if not pending:
+                    extra["skipped"] = skipped
+                    extra["arrival"] = arrival
                     raise NotEnoughWorkers(
                         self._short_message(job, tag, results, dead, skipped, order, respawned),
                         dead=dead,
                         answered=_answered(order),
+                        partial=RoundResult(
+                            results=results,
+                            order=order,
+                            compute_seconds=seconds,
+                            cancelled=sorted(skipped),
+                            dead=sorted(dead),
+                            seconds=time.perf_counter() - t0,
+                            extra=extra,
+                        ),
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
