@@ -10,11 +10,11 @@ so a round's time is the pool's overhead.
 
 from __future__ import annotations
 
-import dask
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+dask = pytest.importorskip("dask")
 distributed = pytest.importorskip("distributed")
 
 N = 8
