@@ -6,6 +6,7 @@ a shared 2-core machine); every test starts from all workers alive.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -215,6 +216,95 @@ def test_timeout_raises_not_enough_workers(pool, rng):
     assert time.perf_counter() - t0 < 5
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N, timeout=5)  # delays woken
     assert sorted(rr.answered) == list(range(N))
+
+
+def _only_on(pool, workers, fake, real):
+    """Call ``fake`` instead of ``real`` for calls aimed at one of the pool ``workers``."""
+
+    def call(*args, **kw):
+        targets = kw.get("workers") or []
+        if any(
+            t in {pool.names[w] for w in workers} | {pool._addr[w] for w in workers}
+            for t in targets
+        ):
+            return fake(*args, **kw)
+        return real(*args, **kw)
+
+    return call
+
+
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
+def test_a_worker_lost_while_placing_is_dead_for_the_round(pool, rng, monkeypatch):
+    # the worker dies after the scatter: its data is gone and Dask cancels the
+    # actor's (or the data's) future, a FutureCancelledError, not an OSError
+    async def lost(*args, **kw):
+        raise distributed.client.FutureCancelledError("k", reason="worker died")
+
+    dying = set()
+    if pool.mode == "actors":
+        monkeypatch.setattr(
+            pool.client, "submit", _only_on(pool, dying, lambda *a, **k: lost(), pool.client.submit)
+        )
+    else:
+        monkeypatch.setattr(
+            pool.client, "scatter", _only_on(pool, dying, lost, pool.client.scatter)
+        )
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    dying.update({1, 4})  # s of them: the round still decodes
+    pool.place("A", [[b] for b in blocks])
+    rr = pool.run("A", "matvec", x, enough=_any_k, timeout=15)
+    assert {1, 4} <= set(rr.dead)
+    assert set(rr.answered).isdisjoint({1, 4})
+    np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=1e-9)
+    dying.add(2)  # s + 1: the round says which and why
+    pool.place("B", [[b] for b in blocks])
+    with pytest.raises(
+        NotEnoughWorkers, match=r"dead: \[1, 2, 4\].*placement failed on \{1: 'FutureCancelledError"
+    ):
+        pool.run("B", "matvec", x, enough=_any_k, timeout=15)
+    dying.clear()  # back: the next round places them again
+    rr = pool.run("B", "matvec", x, enough=lambda r: len(r) == N, timeout=15)
+    assert sorted(rr.answered) == list(range(N))
+
+
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
+def test_slow_placement_does_not_outlast_the_round(pool, rng, monkeypatch):
+    # a scatter to a worker that just left retries for the client's timeout (30 s)
+    async def hangs(*args, **kw):
+        await asyncio.sleep(30)
+        raise OSError("No valid workers found")
+
+    A, E, blocks = _coded(rng, np.float64)
+    x = rng.standard_normal(A.shape[1])
+    pool.place("A", [[b] for b in blocks])
+    monkeypatch.setattr(pool.client, "scatter", _only_on(pool, [2], hangs, pool.client.scatter))
+
+    async def unplace():
+        pool._jobs["A"].release(2)  # as after a restart: worker 2 must be placed again
+
+    pool.client.sync(unplace)
+    t0 = time.perf_counter()
+    rr = pool.run("A", "matvec", x, enough=_any_k, timeout=4)
+    took = time.perf_counter() - t0
+    assert took < 8, f"the round waited {took:.1f} s for a placement"
+    assert 2 in rr.dead
+    assert 2 not in rr.answered
+    np.testing.assert_allclose(_decode(E, rr, A.shape[0]), A @ x, rtol=1e-9)
+    monkeypatch.undo()
+    rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N, timeout=15)
+    assert sorted(rr.answered) == list(range(N))
+
+
+def test_close_does_not_wait_for_a_hung_worker(pool, monkeypatch):
+    from sparsecoded import daskpool
+
+    monkeypatch.setattr(daskpool, "_CLOSE_WAIT", 0.5)
+    monkeypatch.setattr(pool.client, "run", lambda *a, **k: asyncio.sleep(30))
+    t0 = time.perf_counter()
+    pool.close()
+    took = time.perf_counter() - t0
+    assert took < 5, f"close() waited {took:.1f} s for a worker"
 
 
 def test_bad_arguments(pool, rng):

@@ -116,6 +116,65 @@ def test_bad_ssh_arguments():
         ssh_pool(["a", "b"], connect_options=[{}])
 
 
+def test_ssh_pool_rejects_a_single_string():
+    from sparsecoded import ssh_pool
+
+    # a str is a sequence too: "node1" would start five workers on hosts "n", "o", ...
+    with pytest.raises(
+        ValueError, match=r"hosts must be a sequence of host names.*got a str 'node1'"
+    ):
+        ssh_pool("node1")
+
+
+class _FakeCluster:
+    made: list = []
+
+    def __init__(self, workers, scheduler, name=None):
+        self.closed = False
+        _FakeCluster.made.append(self)
+        if self.fail is not None:
+            raise self.fail
+
+    fail = None
+
+    def close(self):
+        self.closed = True
+
+
+class _FakeClient:
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def wait_for_workers(self, n, timeout):
+        raise TimeoutError(f"only 0 of {n} workers joined")
+
+    def close(self):
+        raise RuntimeError("the scheduler is gone")
+
+
+@pytest.mark.parametrize("where", ["client", "cluster"])
+def test_ssh_pool_stops_what_it_started_when_the_start_fails(monkeypatch, where):
+    import distributed
+    import distributed.deploy.spec
+
+    from sparsecoded import ssh_pool
+
+    monkeypatch.setattr(_FakeCluster, "made", [])
+    monkeypatch.setattr(distributed.deploy.spec, "SpecCluster", _FakeCluster)
+    monkeypatch.setattr(distributed, "Client", _FakeClient)
+    if where == "client":
+        # the first error reaches the caller although closing the client fails too
+        with pytest.raises(TimeoutError, match="only 0 of 2 workers joined"):
+            ssh_pool(["a", "b"])
+    else:
+        # Ctrl-C while the cluster is being built (its workers are starting)
+        monkeypatch.setattr(_FakeCluster, "fail", KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            ssh_pool(["a", "b"])
+    assert len(_FakeCluster.made) == 1
+    assert _FakeCluster.made[0].closed, "the cluster (and its SSH workers) was left running"
+
+
 @pytest.mark.slow
 def test_ssh_pool_across_emulated_hosts(connect_options, rng):
     """Three hosts in their own network namespaces (``.ci/sshd.sh netns-up 3``)."""

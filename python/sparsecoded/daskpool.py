@@ -90,6 +90,8 @@ _progress: dict[tuple[str, int, int], int] = {}
 CRASH_EXIT_STATUS = 75
 #: longest a waiting task sleeps between looks at the cancellation flag
 _SLICE = 0.05
+#: longest close() waits for the workers to forget the pool (a hung worker must not hold it)
+_CLOSE_WAIT = 5.0
 
 
 def _is_cancelled(token: str, round_index: int) -> bool:
@@ -309,6 +311,8 @@ class _Job:
         self.at: list[str | None] = [None] * n
         #: mode="actors": (future, actor proxy) holding the payloads, per worker
         self.actors: list[tuple[distributed.Future, Any] | None] = [None] * n
+        #: why the last placement on a worker failed, per worker (until it succeeds)
+        self.failed: dict[int, str] = {}
 
     def release(self, w: int | None = None) -> None:
         """Tell Dask to free worker ``w``'s data (all workers' by default) now.
@@ -470,7 +474,8 @@ class DaskPool:
         self._check_open()
         deadline = time.monotonic() + check_timeout(timeout)
         while True:
-            self.client.sync(self._refresh, replace=True)
+            left = deadline - time.monotonic()
+            self.client.sync(self._refresh, replace=True, timeout=max(left, 0.1))
             missing = [
                 w
                 for w in range(self.n_workers)
@@ -500,6 +505,9 @@ class DaskPool:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        # nobody awaits a background task: take its outcome (the scheduler may be
+        # gone at close) so that asyncio does not log "exception never retrieved"
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _membership_event(self, action: str, address: str | None) -> None:
         """Called on the client's loop for every worker added or removed."""
@@ -515,16 +523,42 @@ class DaskPool:
         if self._changed is not None:
             self._changed.set()
 
-    async def _refresh(self, *, replace: bool) -> None:
+    async def _refresh(self, *, replace: bool, timeout: float | None = None) -> None:
         """Look the pool's workers up by name; re-place payloads of those that moved."""
         present = await self._identity()
         self._addr = [present.get(name) for name in self.names]
         if replace and self._jobs:
-            await asyncio.gather(*(self._ensure_placed(job) for job in list(self._jobs.values())))
+            await asyncio.gather(
+                *(self._ensure_placed(job, timeout=timeout) for job in list(self._jobs.values()))
+            )
 
-    async def _ensure_placed(self, job: _Job, only: Iterable[int] | None = None) -> None:
+    async def _ensure_placed(
+        self, job: _Job, only: Iterable[int] | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Place ``job`` on every live worker that lacks it, for at most ``timeout`` seconds.
+
+        A worker whose placement fails or is not done in time stays unplaced
+        (the next round or refresh tries again).  ``client.scatter`` to a
+        worker that just left retries for the client's timeout (30 s by
+        default) before it gives up: a round must not wait for that.
+        """
         assert self._replace_lock is not None
-        async with self._replace_lock:
+        lock = self._replace_lock
+        end = (
+            None
+            if timeout is None or timeout == float("inf")
+            else asyncio.get_running_loop().time() + max(timeout, 0.0)
+        )
+
+        def left() -> float | None:
+            return None if end is None else max(end - asyncio.get_running_loop().time(), 0.0)
+
+        try:
+            await asyncio.wait_for(lock.acquire(), left())
+        except asyncio.TimeoutError:
+            return  # a background re-placement holds the lock: the stale workers sit out
+        tasks: list[asyncio.Future] = []
+        try:
             todo = []
             for w in range(self.n_workers) if only is None else only:
                 addr = self._addr[w]
@@ -540,27 +574,36 @@ class DaskPool:
                 )
                 if addr is not None and not fresh:
                     todo.append(w)
-            if todo:
-                await asyncio.gather(*(self._scatter(job, w) for w in todo))
+            tasks = [asyncio.ensure_future(self._scatter(job, w)) for w in todo]
+            if tasks:
+                done, _ = await asyncio.wait(tasks, timeout=left())
+                for task in done:
+                    task.result()  # _scatter keeps Exceptions to itself; anything else goes up
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()  # this worker stays unplaced
+            lock.release()
 
     async def _scatter(self, job: _Job, w: int) -> None:
+        """Place worker ``w``'s payloads; on any failure leave it unplaced and say why."""
         addr = self._addr[w]
         job.release(w)
+        job.failed.pop(w, None)
         if addr is None:
             return
         items = job.payloads[w]
+        futs: list[distributed.Future] = []
+        holder: distributed.Future | None = None
         try:
-            futs = (
-                await self.client.scatter(
+            if items:
+                futs = await self.client.scatter(
                     list(items),
                     workers=[addr],
                     hash=False,
                     direct=self.direct,
                     asynchronous=True,
                 )
-                if items
-                else []
-            )
             if self.mode == "actors":
                 holder = self.client.submit(
                     _Device,
@@ -572,8 +615,17 @@ class DaskPool:
                     key=f"sparsecoded-device-{self._token}-{w}-{uuid.uuid4().hex[:8]}",
                 )
                 actor = await holder
-        except (OSError, asyncio.TimeoutError):
-            return  # gone again; the next refresh will retry
+        except BaseException as exc:
+            # The worker left (OSError, a timeout, or FutureCancelledError when it
+            # died holding the data), the payload could not be sent, or the wait
+            # was cancelled: either way this worker is unplaced for now.
+            for f in [*futs, *([holder] if holder is not None else [])]:
+                with contextlib.suppress(Exception):
+                    f.release()
+            if not isinstance(exc, Exception):
+                raise
+            job.failed[w] = f"{type(exc).__name__}: {exc}"
+            return
         job.futures[w] = list(futs)
         job.at[w] = addr
         if self.mode == "actors":
@@ -640,7 +692,10 @@ class DaskPool:
         deadline = t0 + limit
         job = self._jobs[name]
         r = next(self._rounds)
-        await self._ensure_placed(job)
+        # Placing the payloads again on a restarted worker takes milliseconds;
+        # one on a worker that just left can hang for the client's timeout.  It
+        # may take half of the round's time: the placed workers keep the rest.
+        await self._ensure_placed(job, timeout=None if limit == float("inf") else limit / 2)
         live = [
             w
             for w in range(self.n_workers)
@@ -809,11 +864,13 @@ class DaskPool:
                     seconds=elapsed,
                     extra={"mode": self.mode},
                 )
+            unplaced = {w: job.failed[w] for w in sorted(dead) if w in job.failed}
             raise NotEnoughWorkers(
                 f"round {r} of job {name!r} cannot be decoded: {why}; "
                 f"{len(self._answered(order))} of {self.n_workers} workers answered "
                 f"{self._answered(order)}, dead: {sorted(dead)}, "
-                f"still busy: {sorted(set(remaining) - dead)}",
+                f"still busy: {sorted(set(remaining) - dead)}"
+                + (f"; placement failed on {unplaced}" if unplaced else ""),
                 dead=dead,
                 answered=self._answered(order),
                 partial=partial,
@@ -876,9 +933,17 @@ class DaskPool:
                 task.cancel()
         addrs = [a for a in self._addr if a is not None]
         if addrs:
-            await self.client.run(
-                _forget_pool, self._token, workers=addrs, on_error="ignore", asynchronous=True
-            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.client.run(
+                        _forget_pool,
+                        self._token,
+                        workers=addrs,
+                        on_error="ignore",
+                        asynchronous=True,
+                    ),
+                    timeout=_CLOSE_WAIT,
+                )
 
 
 async def _release_on_loop(record: _Job) -> None:
@@ -963,6 +1028,11 @@ def ssh_pool(
     from distributed.deploy.spec import SpecCluster
     from distributed.deploy.ssh import Worker as SSHWorker
 
+    if isinstance(hosts, (str, bytes)):
+        raise ValueError(
+            f"hosts must be a sequence of host names (one per worker), got a "
+            f"{type(hosts).__name__} {hosts!r}; write [{hosts!r}] for one worker"
+        )
     hosts = list(hosts)
     if not hosts:
         raise ValueError("hosts is empty, expected at least one host")
@@ -1006,14 +1076,30 @@ def ssh_pool(
             "dashboard_address": "127.0.0.1:0",
         },
     }
-    cluster = SpecCluster(workers, scheduler, name="sparsecoded-ssh")
+    # The cluster starts its workers while it is being built: keep hold of it
+    # from the start, so that an interrupt (Ctrl-C) then still stops them.
+    started: list[Any] = []
+
+    class _Cluster(SpecCluster):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            started.append(self)
+            super().__init__(*args, **kw)
+
     client = None
     try:
+        cluster = _Cluster(workers, scheduler, name="sparsecoded-ssh")
         client = distributed.Client(cluster)
         client.wait_for_workers(n, timeout=startup_timeout)
         return DaskPool(client, workers=list(range(n)), _owned=[cluster, client], **kwargs)
     except BaseException:
-        if client is not None:
-            client.close()
-        cluster.close()
+        # the first error is the one to see: a failing close must neither hide
+        # it nor keep the SSH workers running
+        try:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        finally:
+            for c in started:
+                with contextlib.suppress(Exception):
+                    c.close()
         raise
