@@ -209,6 +209,8 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
         (["encode-time", "--workers", "20", "--k", "30"], "no valid \\(n, k\\) with k <= n"),
         (["worker-time", "--matrix", "no-such-file.mtx"], "no-such-file.mtx"),
         (["worker-time", "--json", "."], "--json . is a directory, expected a file name"),
+        (["heterogeneous", "--schemes", "sparse,polynomial"], "polynomial unknown here"),
+        (["stability", "--workers", "5", "--stragglers", "9"], "leaves no k = n - s >= 1"),
     ],
 )
 def test_bad_parameters_and_paths_fail_before_the_work(argv, message, capsys):

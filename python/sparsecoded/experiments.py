@@ -210,8 +210,21 @@ def _floats(text: str) -> list[float]:
     return [float(t) for t in str(text).split(",") if t.strip()]
 
 
-def _schemes(args: argparse.Namespace, default: str) -> list[str]:
-    return [s.strip() for s in (args.schemes or default).split(",") if s.strip()]
+def _schemes(
+    args: argparse.Namespace, default: str, allowed: Sequence[str] | None = None
+) -> list[str]:
+    """The --schemes list; every name must be one the experiment knows."""
+    from .codes import MM_SCHEMES
+
+    allowed = MM_SCHEMES if allowed is None else allowed
+    names = [s.strip() for s in (args.schemes or default).split(",") if s.strip()]
+    unknown = [s for s in names if s not in allowed]
+    if unknown or not names:
+        raise ValueError(
+            f"--schemes must name some of {', '.join(allowed)}; got {args.schemes!r}"
+            + (f" ({', '.join(unknown)} unknown here)" if unknown else "")
+        )
+    return names
 
 
 def _design(n: int, k: int, scheme: str, seed: int, **kw: Any):
@@ -984,6 +997,8 @@ def run_stability(args: argparse.Namespace) -> dict[str, Any]:
     ns = _ints(args.workers or "8,12,16,20,24")
     s = args.stragglers if args.stragglers is not None else 4
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly")
+    if all(n - s < 1 for n in ns):
+        raise ValueError(f"--stragglers {s} leaves no k = n - s >= 1 for --workers {ns}")
     m, c = args.size if args.size else (2000, 400)
     rows_out: list[dict[str, Any]] = []
     rng = np.random.default_rng([args.seed, 4])
@@ -1269,7 +1284,7 @@ def run_heterogeneous(args: argparse.Namespace) -> dict[str, Any]:
     N = sparse_code.encoding.shape[0]
     rng = np.random.default_rng([args.seed, 6])
     codes: dict[str, Any] = {"sparse": sparse_code}
-    schemes = _schemes(args, "sparse,mds,uncoded")
+    schemes = _schemes(args, "sparse,mds,uncoded", allowed=("sparse", "mds", "uncoded"))
     if "mds" in schemes:
         codes["mds"] = _RowCode(
             sp.csr_array(rng.standard_normal((N, k))),
