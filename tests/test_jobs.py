@@ -103,6 +103,22 @@ def test_matvec_float32(any_pool, rng, scheme):
         assert rel_err(y, ref) < 1e-6 * op.report.condition
 
 
+@pytest.mark.parametrize("scheme", ["sparse", "uncoded"])
+def test_answers_of_successive_calls_are_independent_arrays(A, rng, scheme):
+    # the stacked results live in a buffer kept between rounds: no answer may alias it
+    code = design_mv(N, K if scheme == "sparse" else N, scheme, seed=1)
+    x1, x2 = rng.standard_normal(A.shape[1]), rng.standard_normal(A.shape[1])
+    with InlinePool(N) as pool, CodedMatVec(A, code, pool) as op:
+        y1 = op @ x1
+        kept = y1.copy()
+        y2 = op @ x2
+        np.testing.assert_array_equal(y1, kept)
+        assert rel_err(y2, A @ x2) < 1e-9
+        X = np.stack([x1, x2], axis=1)
+        assert rel_err(op @ X, A @ X) < 1e-9  # another shape: a new buffer
+        np.testing.assert_array_equal(y1, kept)
+
+
 def test_float32_jobs_decode_within_float32_accuracy(rng):
     # n = 20, k = 16 with 4 stragglers; x in float64 is cast to the job's float32
     A = sp.random_array((4000, 500), density=0.05, format="csr", rng=rng, dtype=np.float32)
