@@ -50,11 +50,13 @@ class KernelError {
     }
   }
 
-  // Call only inside a catch block: records the exception being handled
-  // (row: where it happened, -1 for a thread's setup before its rows).
-  void report_current_exception(int64_t row) noexcept {
+  // Runs work() inside an OpenMP region: an exception it throws is recorded
+  // here (row: where it happened, -1 for a thread's setup before its rows)
+  // instead of leaving the region, which would call std::terminate.
+  template <class F>
+  void guard(int64_t row, F&& work) noexcept {
     try {
-      throw;
+      work();
     } catch (const std::bad_alloc&) {
       report(out_of_memory, row, 0, 0);
     } catch (const std::exception& e) {

@@ -75,21 +75,13 @@ int64_t csr_encode_size(int64_t m, int64_t c, const I* indptr, const I* indices,
     // is recorded and rethrown after the join, never out of the region
     RowMerger<I, V> merger(c);
     std::vector<RowSource<I, V>> src;
-    try {
-      src.resize(static_cast<size_t>(k));
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    err.guard(-1, [&] { src.resize(static_cast<size_t>(k)); });
 #pragma omp for schedule(dynamic, 128)
     for (int64_t R = 0; R < rows; ++R) {
       if (err.failed()) continue;
       const int64_t i = R / b, r = R % b;
       const int w = plan.gather(i, r, m, b, indptr, indices, data, row_sorted, src.data());
-      try {
-        out_indptr[R + 1] = merger.count(src.data(), w);
-      } catch (...) {
-        err.report_current_exception(R);
-      }
+      err.guard(R, [&] { out_indptr[R + 1] = merger.count(src.data(), w); });
     }
   }
   err.raise_if_failed("A");
@@ -109,24 +101,18 @@ void csr_encode_fill(int64_t m, int64_t c, const I* indptr, const I* indices, co
     // as in csr_encode_size: exceptions are recorded, not thrown
     RowMerger<I, V> merger(c);
     std::vector<RowSource<I, V>> src;
-    try {
-      src.resize(static_cast<size_t>(k));
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    err.guard(-1, [&] { src.resize(static_cast<size_t>(k)); });
 #pragma omp for schedule(dynamic, 128)
     for (int64_t R = 0; R < rows; ++R) {
       if (err.failed()) continue;
       const int64_t i = R / b, r = R % b;
       const int w = plan.gather(i, r, m, b, indptr, indices, data, row_sorted, src.data());
       const int64_t cap = out_indptr[R + 1] - out_indptr[R];
-      try {
+      err.guard(R, [&] {
         const int64_t got =
             merger.fill(src.data(), w, out_indices + out_indptr[R], out_data + out_indptr[R], cap);
         if (got != cap) err.report(KernelError::changed, R, got, cap);
-      } catch (...) {
-        err.report_current_exception(R);
-      }
+      });
     }
   }
   err.raise_if_failed("A");

@@ -254,11 +254,7 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
     // is recorded per row and rethrown after the join, never out of the region
     RowMerger<I, V> merger(n_cols);
     std::vector<RowSource<I, V>> src;
-    try {
-      src.resize(live.size());
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    err.guard(-1, [&] { src.resize(live.size()); });
 #pragma omp for schedule(dynamic, 256)
     for (int64_t i = 0; i < n_rows; ++i) {
       if (err.failed()) continue;
@@ -268,11 +264,7 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
         const int64_t b = M.indptr[i], e = M.indptr[i + 1];
         if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
       }
-      try {
-        out_indptr[i + 1] = merger.count(src.data(), w);
-      } catch (...) {
-        err.report_current_exception(i);
-      }
+      err.guard(i, [&] { out_indptr[i + 1] = merger.count(src.data(), w); });
     }
   }
   err.raise_if_failed("mats");
@@ -294,11 +286,7 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
     // as in csr_lincomb_size: exceptions are recorded, not thrown
     RowMerger<I, V> merger(n_cols);
     std::vector<RowSource<I, V>> src;
-    try {
-      src.resize(live.size());
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    err.guard(-1, [&] { src.resize(live.size()); });
 #pragma omp for schedule(dynamic, 256)
     for (int64_t i = 0; i < n_rows; ++i) {
       if (err.failed()) continue;
@@ -309,13 +297,11 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
         if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
       }
       const int64_t cap = out_indptr[i + 1] - out_indptr[i];
-      try {
+      err.guard(i, [&] {
         const int64_t got =
             merger.fill(src.data(), w, out_indices + out_indptr[i], out_data + out_indptr[i], cap);
         if (got != cap) err.report(KernelError::changed, i, got, cap);
-      } catch (...) {
-        err.report_current_exception(i);
-      }
+      });
     }
   }
   err.raise_if_failed("mats");

@@ -30,11 +30,7 @@ int64_t csr_matmat_size(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I
     // a failed allocation is recorded, never thrown out of the region; the
     // thread still meets the worksharing loop below, and skips every row
     std::vector<int64_t> mark;
-    try {
-      mark.assign(static_cast<size_t>(n_cols), -1);
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    err.guard(-1, [&] { mark.assign(static_cast<size_t>(n_cols), -1); });
 #pragma omp for schedule(dynamic, 64)
     for (int64_t i = 0; i < n_rows; ++i) {
       int64_t ab, ae, count = 0;
@@ -72,12 +68,10 @@ void csr_matmat_fill(int64_t n_rows, int64_t n_inner, int64_t n_cols, const I* a
     // as in csr_matmat_size: an allocation failure is recorded, not thrown
     std::vector<int64_t> mark;
     std::vector<V> acc;
-    try {
+    err.guard(-1, [&] {
       mark.assign(static_cast<size_t>(n_cols), -1);
       acc.resize(static_cast<size_t>(n_cols));
-    } catch (...) {
-      err.report_current_exception(-1);
-    }
+    });
 #pragma omp for schedule(dynamic, 64)
     for (int64_t i = 0; i < n_rows; ++i) {
       int64_t ab, ae;
