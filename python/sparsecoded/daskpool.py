@@ -851,19 +851,17 @@ class DaskPool:
         elapsed = time.perf_counter() - t0
         if error is not None:
             raise error
+        rr = RoundResult(
+            results=results,
+            order=order,
+            compute_seconds=seconds,
+            cancelled=sorted(set(remaining) - dead),
+            dead=sorted(dead),
+            seconds=elapsed,
+            extra={"backend": "dask", "mode": self.mode, "round": r, "finished_at": finished},
+        )
         if not decided:
             why = f"timed out after {limit:g} s" if remaining else "every worker answered or died"
-            partial = None
-            if not remaining:  # nothing more can arrive: hand over what did
-                partial = RoundResult(
-                    results=results,
-                    order=order,
-                    compute_seconds=seconds,
-                    cancelled=[],
-                    dead=sorted(dead),
-                    seconds=elapsed,
-                    extra={"mode": self.mode},
-                )
             unplaced = {w: job.failed[w] for w in sorted(dead) if w in job.failed}
             raise NotEnoughWorkers(
                 f"round {r} of job {name!r} cannot be decoded: {why}; "
@@ -873,17 +871,10 @@ class DaskPool:
                 + (f"; placement failed on {unplaced}" if unplaced else ""),
                 dead=dead,
                 answered=self._answered(order),
-                partial=partial,
+                # nothing more can arrive once no worker remains: hand over what did
+                partial=None if remaining else rr,
             )
-        return RoundResult(
-            results=results,
-            order=order,
-            compute_seconds=seconds,
-            cancelled=sorted(set(remaining) - dead),
-            dead=sorted(dead),
-            seconds=elapsed,
-            extra={"backend": "dask", "mode": self.mode, "round": r, "finished_at": finished},
-        )
+        return rr
 
     @staticmethod
     def _answered(order: list[SlotKey]) -> list[int]:
@@ -895,19 +886,7 @@ class DaskPool:
             await self.client.cancel(futures, asynchronous=True)
         # addresses looked up now: a worker seen dying meanwhile is not called
         addrs = [a for a in (self._addr[w] for w in busy) if a is not None]
-        if addrs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.client.run(
-                        _cancel_rounds,
-                        self._token,
-                        r,
-                        workers=addrs,
-                        on_error="ignore",
-                        asynchronous=True,
-                    ),
-                    timeout=10,
-                )
+        await self._call_workers(addrs, 10.0, _cancel_rounds, self._token, r)
 
     def close(self) -> None:
         """Release what the pool placed; close the cluster only if the pool created it."""
@@ -932,18 +911,18 @@ class DaskPool:
             for task in late:
                 task.cancel()
         addrs = [a for a in self._addr if a is not None]
-        if addrs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self.client.run(
-                        _forget_pool,
-                        self._token,
-                        workers=addrs,
-                        on_error="ignore",
-                        asynchronous=True,
-                    ),
-                    timeout=_CLOSE_WAIT,
-                )
+        await self._call_workers(addrs, _CLOSE_WAIT, _forget_pool, self._token)
+
+    async def _call_workers(self, addrs: list[str], timeout: float, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the workers at ``addrs``, best effort: a gone or hung
+        worker neither raises nor holds the caller longer than ``timeout`` seconds."""
+        if not addrs:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self.client.run(fn, *args, workers=addrs, on_error="ignore", asynchronous=True),
+                timeout=timeout,
+            )
 
 
 async def _release_on_loop(record: _Job) -> None:

@@ -931,6 +931,21 @@ class LocalPool:
         crashing: list[int] = []
         t0 = time.perf_counter()
         state = _RoundState(tag, job, enough, results, order, seconds, arrival, pending, t0)
+
+        def round_result(elapsed: float) -> RoundResult:
+            # the round as it stands: decided, or (for NotEnoughWorkers.partial) given up
+            extra["skipped"] = skipped
+            extra["arrival"] = arrival
+            return RoundResult(
+                results=results,
+                order=order,
+                compute_seconds=seconds,
+                cancelled=sorted(set(pending) | set(skipped)),
+                dead=sorted(dead),
+                seconds=elapsed,
+                extra=extra,
+            )
+
         try:
             for w, specs in enumerate(record.specs):
                 if not specs:
@@ -963,21 +978,11 @@ class LocalPool:
             deadline = time.monotonic() + timeout
             while not decided:
                 if not pending:
-                    extra["skipped"] = skipped
-                    extra["arrival"] = arrival
                     raise NotEnoughWorkers(
                         self._short_message(job, tag, results, dead, skipped, order, respawned),
                         dead=dead,
                         answered=_answered(order),
-                        partial=RoundResult(
-                            results=results,
-                            order=order,
-                            compute_seconds=seconds,
-                            cancelled=sorted(skipped),
-                            dead=sorted(dead),
-                            seconds=time.perf_counter() - t0,
-                            extra=extra,
-                        ),
+                        partial=round_result(time.perf_counter() - t0),
                     )
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -1023,17 +1028,7 @@ class LocalPool:
         finally:
             _CTRL.pack_into(self._res.ctrl.buf, 0, tag)  # cancel whoever still works on it
         self._respawn_quietly()
-        extra["skipped"] = skipped
-        extra["arrival"] = arrival
-        return RoundResult(
-            results=results,
-            order=order,
-            compute_seconds=seconds,
-            cancelled=sorted(set(pending) | set(skipped)),
-            dead=sorted(dead),
-            seconds=elapsed,
-            extra=extra,
-        )
+        return round_result(elapsed)
 
     def _finish_crashes(self, crashing: list[int], pending: dict, dead: list[int]) -> None:
         """Kill the workers told to crash in this round that have not died yet.
