@@ -771,6 +771,7 @@ class DaskPool:
                     pure=False,
                 )
                 futures[f] = (w, j)
+        ac = None
         if futures:
             ac = as_completed(
                 list(futures), loop=self.client.loop, with_results=True, raise_errors=False
@@ -846,7 +847,12 @@ class DaskPool:
                             job.actors[w][1].cancel(r)  # a direct call, served at once
             elif unfinished:
                 self._spawn(self._cancel(unfinished, r, busy))
+            # This frame can outlive the round (in the traceback of an exception
+            # raised from it, freed only by the cycle collector): hold no future,
+            # so that Dask releases the tasks' results now.
             scattered.clear()
+            futures.clear()
+            unfinished = ac = None
 
         elapsed = time.perf_counter() - t0
         if error is not None:
