@@ -227,6 +227,14 @@ def _schemes(
     return names
 
 
+def _sweep_points(densities: list[float], ns: list[int], ks: list[int]) -> list[tuple]:
+    """Every (density, n, k) with 1 <= k <= n; none at all is an error."""
+    points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
+    if not points:
+        raise ValueError(f"no valid (n, k) with k <= n among --workers {ns} and --k {ks}")
+    return points
+
+
 def _design(n: int, k: int, scheme: str, seed: int, **kw: Any):
     from . import design_mv
 
@@ -425,9 +433,7 @@ def run_worker_time(args: argparse.Namespace) -> dict[str, Any]:
     if args.ka:
         ks = [args.ka * args.kb]
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly,uncoded")
-    points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
-    if not points:
-        raise ValueError(f"no valid (n, k) with k <= n among --workers {ns} and --k {ks}")
+    points = _sweep_points(densities, ns, ks)
     sweep = []
     with _progress(args, sum(n for _, n, _ in points) * len(schemes), "worker-time") as bar:
         cache: dict[float, MatrixInput] = {}
@@ -557,9 +563,7 @@ def run_encode_time(args: argparse.Namespace) -> dict[str, Any]:
     densities = _floats(args.density) if not args.matrix else [float("nan")]
     ns, ks = _ints(args.workers or "20"), _ints(args.k or "16")
     schemes = _schemes(args, "sparse,mds,polynomial,orthopoly,uncoded")
-    points = [(d, n, k) for d in densities for n in ns for k in ks if 1 <= k <= n]
-    if not points:
-        raise ValueError(f"no valid (n, k) with k <= n among --workers {ns} and --k {ks}")
+    points = _sweep_points(densities, ns, ks)
     sweep = []
     with _progress(
         args, len(points) * (len(schemes) + (0 if args.no_dense else 1)), "encode-time"
@@ -1540,8 +1544,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         **body,
     }
     record = _jsonable(record)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    if args.json:  # its folder was made before the run
         Path(args.json).write_text(json.dumps(record, indent=1))
     if args.plot:
         plot(record, args.plot)
