@@ -7,7 +7,7 @@ Run (timings on; the test suite itself runs with ``--benchmark-disable``)::
 
 Every benchmark asserts that its result is right.  Rounds run on
 :class:`~sparsecoded.LocalPool` (real processes, delays really slept) when the
-pools are installed, and on :class:`~sparsecoded.inlinepool.InlinePool`
+pools are installed, and on :class:`~sparsecoded.pools.inline.InlinePool`
 (products computed one after another in this process, delays on a simulated
 clock: the benchmark then times the work of all workers plus the decode, and
 ``extra_info["simulated_round_seconds"]`` holds the round's simulated time).
@@ -21,18 +21,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-pytest.importorskip("sparsecoded.codes", reason="needs the design layer")
+pytest.importorskip("sparsecoded.design", reason="needs the design layer")
 
 from sparsecoded import CodedMatVec, design_mv  # noqa: E402
 from sparsecoded.decode import Decoder  # noqa: E402
-from sparsecoded.inlinepool import InlinePool  # noqa: E402
+from sparsecoded.pools.inline import InlinePool  # noqa: E402
 from sparsecoded.stragglers import FixedDelay  # noqa: E402
 
 N, K = 8, 6
 DELAY = 0.25  # seconds: far above a round, so waiting for a straggler shows
 M, C, DENSITY = 40_000, 20_000, 0.005
 
-HAVE_LOCALPOOL = importlib.util.find_spec("sparsecoded.localpool") is not None
+HAVE_LOCALPOOL = importlib.util.find_spec("sparsecoded.pools.local.pool") is not None
 BACKENDS = [
     "inline",
     pytest.param("local", marks=pytest.mark.skipif(not HAVE_LOCALPOOL, reason="no LocalPool")),

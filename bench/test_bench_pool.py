@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sparsecoded.localpool import LocalPool
-from sparsecoded.pool import compute
+from sparsecoded.pools.base import compute
+from sparsecoded.pools.local.pool import LocalPool
 
 N = 8
 ROUNDS = 1000

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sparsecoded import bounds
+from sparsecoded.design import bounds
 
 
 @pytest.mark.parametrize(("k", "expected"), [(16, 4), (18, 3), (10, 6), (20, 1), (1, 1)])

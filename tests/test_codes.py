@@ -7,8 +7,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsecoded import MMCode, MVCode, bounds, certify, design_mm, design_mv
-from sparsecoded.codes import MM_SCHEMES, MV_SCHEMES
+from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
+from sparsecoded.design import MM_SCHEMES, MV_SCHEMES, bounds
 
 
 def _decode_all_subsets(code, rng, max_sets=500):

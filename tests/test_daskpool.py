@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from sparsecoded import kernels
 from sparsecoded.errors import NotEnoughWorkers, PoolClosed
-from sparsecoded.pool import compute
+from sparsecoded.pools.base import compute
 from sparsecoded.stragglers import Action, Crash, FixedDelay
 
 distributed = pytest.importorskip("distributed")
@@ -297,7 +297,7 @@ def test_slow_placement_does_not_outlast_the_round(pool, rng, monkeypatch):
 
 
 def test_close_does_not_wait_for_a_hung_worker(pool, monkeypatch):
-    from sparsecoded import daskpool
+    from sparsecoded.pools.dask import pool as daskpool
 
     monkeypatch.setattr(daskpool, "_CLOSE_WAIT", 0.5)
     monkeypatch.setattr(pool.client, "run", lambda *a, **k: asyncio.sleep(30))

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-pytest.importorskip("sparsecoded.codes", reason="needs the design layer (design_mv, certify)")
+pytest.importorskip("sparsecoded.design", reason="needs the design layer (design_mv, certify)")
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
 

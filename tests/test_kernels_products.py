@@ -134,7 +134,7 @@ def test_matmat_structured_zero_product_stays_sparse(n):
 
 
 def test_matmat_nnz_upper_bound_matches_structure(rng):
-    from sparsecoded.validation import as_csr
+    from sparsecoded._validation import as_csr
 
     for m, n, p, da, db in [(40, 30, 50, 0.1, 0.1), (5, 7, 3, 0.9, 0.9), (0, 3, 4, 0, 0)]:
         A = messy_csr(rng, m, n, int(da * m * n) + 1) if m else sp.csr_array((m, n))

@@ -21,8 +21,8 @@ import pytest
 import scipy.sparse as sp
 
 from sparsecoded.errors import NotEnoughWorkers, PoolClosed
-from sparsecoded.localpool import SHM_PREFIX, LocalPool
-from sparsecoded.pool import compute
+from sparsecoded.pools.base import compute
+from sparsecoded.pools.local.pool import SHM_PREFIX, LocalPool
 from sparsecoded.stragglers import Action
 
 N = 4
@@ -326,7 +326,7 @@ def test_worker_exception_reaches_the_master(pool, job, rng):
 
 
 def test_job_missing_on_a_worker_is_named_in_the_error(pool, job, rng):
-    from sparsecoded.localpool import _M_DROP, _dumps
+    from sparsecoded.pools.local.pool import _M_DROP, _dumps
 
     a = block(rng, 3, 4)
     pool.place(job, [[a]] * N)
@@ -538,7 +538,7 @@ def test_close_interrupted_while_joining_is_finished_by_the_next_close(rng):
 _SCRIPT = textwrap.dedent(
     """
     import numpy as np, scipy.sparse as sp
-    from sparsecoded.localpool import LocalPool
+    from sparsecoded.pools.local.pool import LocalPool
     from sparsecoded.stragglers import Action
 
     if __name__ == "__main__":
@@ -668,8 +668,8 @@ def test_an_infinite_or_huge_timeout_means_no_limit(pool, job, rng):
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("-inf"), "5", None, True])
 def test_every_backend_checks_timeout_alike(bad):
-    from sparsecoded.inlinepool import InlinePool
-    from sparsecoded.pool import check_timeout
+    from sparsecoded.pools.base import check_timeout
+    from sparsecoded.pools.inline import InlinePool
 
     with pytest.raises(ValueError, match="timeout must be") as info:
         check_timeout(bad)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsecoded import MMCode, MVCode, certify, design_mm, design_mv
-from sparsecoded.verify import exact_full_rank, hall_surplus_test
+from sparsecoded.design.responders import exact_full_rank, hall_surplus_test
 
 
 def _pitfall(n, k, w, rng):

@@ -301,9 +301,7 @@ def _run_design(args: argparse.Namespace) -> int:
 
 
 def _design_report(args: argparse.Namespace) -> dict:
-    from . import bounds
-    from .codes import design_mm, design_mv
-    from .verify import certify
+    from .design import bounds, certify, design_mm, design_mv
 
     p = args.density
     if args.ka is None:
@@ -365,7 +363,7 @@ def _design_report(args: argparse.Namespace) -> dict:
 def _mean_density(encoding, p: float) -> float:
     import numpy as np
 
-    from .bounds import coded_density
+    from .design.bounds import coded_density
 
     weights = np.diff(encoding.indptr)
     return float(np.mean([coded_density(p, int(w)) for w in weights]))

@@ -38,5 +38,13 @@ class NotEnoughWorkers(RuntimeError):
         self.partial = partial
 
 
+class RoundTimeout(NotEnoughWorkers, TimeoutError):
+    """A round ran out of time before enough workers answered.
+
+    Both a :class:`NotEnoughWorkers` (the round could not be decoded) and a
+    :class:`TimeoutError` (``except TimeoutError`` catches it).
+    """
+
+
 class PoolClosed(RuntimeError):
     """The pool was used after ``close()``."""

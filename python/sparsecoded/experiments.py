@@ -25,7 +25,7 @@ matrix and the same injected stragglers:
     Devices of capacity 1..3 (``design_mv(..., capacities=...)``), with the
     partial work of slow devices counted.
 
-Modes.  ``"simulated"``: :class:`~sparsecoded.inlinepool.InlinePool`, the real
+Modes.  ``"simulated"``: :class:`~sparsecoded.pools.inline.InlinePool`, the real
 products computed one worker at a time, the round replayed on a clock built
 from those measurements (injected delays are added on that clock, not slept).
 ``"live"``: real worker processes (:class:`~sparsecoded.LocalPool`, or a Dask
@@ -55,7 +55,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from .decode import Decoder
-from .pool import compute
+from .pools.base import compute
 from .stragglers import Action, Crash, FixedDelay, ShiftedExponential, StragglerModel
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
@@ -214,7 +214,7 @@ def _schemes(
     args: argparse.Namespace, default: str, allowed: Sequence[str] | None = None
 ) -> list[str]:
     """The --schemes list; every name must be one the experiment knows."""
-    from .codes import MM_SCHEMES
+    from .design import MM_SCHEMES
 
     allowed = MM_SCHEMES if allowed is None else allowed
     names = [s.strip() for s in (args.schemes or default).split(",") if s.strip()]
@@ -695,7 +695,7 @@ def open_pool(args: argparse.Namespace, n: int) -> Iterator[tuple[Any, str, str]
         with LocalPool(n, timeout=args.timeout) as pool:
             yield pool, MODE_LIVE, "LocalPool"
     else:
-        from .inlinepool import InlinePool
+        from .pools.inline import InlinePool
 
         with InlinePool(n, timeout=args.timeout) as pool:
             yield pool, MODE_SIMULATED, "InlinePool"
@@ -996,7 +996,7 @@ def plot_completion(result: dict[str, Any], path: str) -> None:
 
 def run_stability(args: argparse.Namespace) -> dict[str, Any]:
     from . import CodedMatVec, certify
-    from .inlinepool import InlinePool
+    from .pools.inline import InlinePool
 
     ns = _ints(args.workers or "8,12,16,20,24")
     s = args.stragglers if args.stragglers is not None else 4

@@ -3,7 +3,7 @@
 :class:`CodedMatVec` answers ``A @ x`` for many ``x``; :class:`CodedMatMat`
 answers ``A @ B``.  Both encode with the C++ kernel, place each worker's coded
 blocks once on a pool (:class:`~sparsecoded.LocalPool`,
-:class:`~sparsecoded.DaskPool` or :class:`~sparsecoded.inlinepool.InlinePool`),
+:class:`~sparsecoded.DaskPool` or :class:`~sparsecoded.pools.inline.InlinePool`),
 and in each round take results in arrival order until the responders'
 system can be decoded with a condition number below ``max_condition``; the
 other workers are cancelled.  ``report`` describes the last call.
@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from . import kernels
 from .decode import DecodePlan, Decoder, default_max_condition
 from .errors import NotEnoughWorkers
-from .pool import RoundResult, SlotKey
+from .pools.base import RoundResult, SlotKey
 from .stragglers import StragglerModel
 
 __all__ = ["CodedMatMat", "CodedMatVec", "JobReport"]

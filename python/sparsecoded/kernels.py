@@ -1,7 +1,7 @@
 """Native sparse kernels: encoding, products and linear combinations of CSR matrices.
 
 Thin wrappers over the C++ core (``sparsecoded._core``). Every entry point
-goes through :mod:`sparsecoded.validation` for the cheap checks; the C++
+goes through :mod:`sparsecoded._validation` for the cheap checks; the C++
 kernels check indptr and the column indices before any access (matvec and
 matmat's ``A`` inside their own loops; encode, lincomb and matmat's sparse
 ``B`` in a separate check pass first), so malformed input raises
@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
-from .validation import (
+from ._validation import (
     CSR,
     as_csr,
     as_dense,

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .stragglers import Action
+from ..stragglers import Action
 
 __all__ = ["OPS", "Pool", "RoundResult", "SlotKey", "check_round_args", "check_timeout", "compute"]
 
@@ -39,7 +39,7 @@ def compute(op: str, payload: Any, operand: Any) -> Any:
     is a pair ``(A_coded, B_coded)``, ``operand`` is ignored; returns
     ``A_coded @ B_coded`` (CSR when sparse, dense when that is cheaper).
     """
-    from . import kernels  # local: keeps worker start-up light for pools that never compute
+    from .. import kernels  # local: keeps worker start-up light for pools that never compute
 
     if op == "matvec":
         return kernels.matvec(payload, operand, n_threads=1)

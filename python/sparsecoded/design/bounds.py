@@ -3,7 +3,7 @@
 The *weight* of a worker is the number of data blocks mixed into its coded
 block; the weight of a code is the largest worker weight.  These functions give
 the smallest weight any code with the best possible straggler tolerance can
-have.  The designs in :mod:`sparsecoded.codes` meet them.
+have.  The designs in :mod:`sparsecoded.design.mv` and :mod:`sparsecoded.design.mm` meet them.
 """
 
 from __future__ import annotations

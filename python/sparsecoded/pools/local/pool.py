@@ -1,6 +1,6 @@
 """The embedded worker pool: persistent processes, payloads and operands in shared memory.
 
-:class:`LocalPool` implements :class:`sparsecoded.pool.Pool` on one machine.
+:class:`LocalPool` implements :class:`sparsecoded.pools.base.Pool` on one machine.
 
 Design
 ------
@@ -61,9 +61,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NotEnoughWorkers, PoolClosed
-from .pool import RoundResult, SlotKey, check_round_args, check_timeout, compute
-from .stragglers import Action
+from ...errors import NotEnoughWorkers, PoolClosed
+from ...stragglers import Action
+from ..base import RoundResult, SlotKey, check_round_args, check_timeout, compute
 
 __all__ = ["LocalPool", "SHM_PREFIX"]
 
@@ -381,7 +381,7 @@ class _Worker:
 def _worker_main(index: int, conn: mpc.Connection, ctrl: str, res: str) -> None:
     # Ctrl-C reaches the whole process group: the master alone decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import kernels  # noqa: F401  (import the compute path before saying ready)
+    from ... import kernels  # noqa: F401  (import the compute path before saying ready)
 
     worker = _Worker(index, conn, ctrl, res)
     try:
@@ -485,7 +485,7 @@ class _Resources:
 class LocalPool:
     """``n_workers`` persistent processes on this machine, fed through shared memory.
 
-    Implements :class:`sparsecoded.pool.Pool`.  See the module docstring for the
+    Implements :class:`sparsecoded.pools.base.Pool`.  See the module docstring for the
     design.  Not thread-safe: one thread drives a pool.
 
     Parameters
@@ -877,7 +877,7 @@ class LocalPool:
         actions: Sequence[Action] | None = None,
         timeout: float | None = None,
     ) -> RoundResult:
-        """One round of ``op`` on the payloads of ``job``; see :meth:`sparsecoded.pool.Pool.run`.
+        """One round of ``op`` on the payloads of ``job`` (see :meth:`.Pool.run`).
 
         ``RoundResult.extra`` holds ``round`` (the pool's round tag), ``arrival``
         (seconds from broadcast to each result's arrival), ``respawned`` and

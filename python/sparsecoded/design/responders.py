@@ -1,28 +1,11 @@
-"""Certificates: does a code decode from every allowed set of responders?
+"""Responder-set mathematics: which sets of answering workers decode, and how well.
 
-Three ways to know (SPEC sections 2, 3, 6):
-
-``"exhaustive"``
-    Every responder set is solved-for: the singular values of each
-    ``k x k`` submatrix give its rank and condition number.  Exact for the
-    actual coefficients; used while the number of sets is at most
-    ``max_subsets``.
-``"flow"``
-    Matrix-vector only.  Hall's condition with surplus ``s`` on the support
-    pattern, checked by ``k`` max-flows.  It proves that any k workers
-    decode for generic coefficients (probability 1 for continuous i.i.d.
-    draws), for any n, in polynomial time.  So it is a proof only for codes
-    whose coefficients are generic (``MVCode.generic``: the ones
-    :func:`sparsecoded.design_mv` draws); the actual coefficients are also
-    checked on sampled and adversarial responder sets.  A failed flow test
-    is a proof of failure for any coefficients.
-``"sampled"``
-    Codes too large to enumerate that the flow test cannot settle
-    (matrix-matrix codes, a user's own matrix that passes the flow test):
-    random responder sets plus adversarial ones (all workers that touch one
-    block silenced first).  A pass is evidence, not proof.
-
-``Certificate.proven`` says whether the verdict, either way, is proved.
+The designer (:mod:`sparsecoded.design.mv`, :mod:`sparsecoded.design.mm`) and
+:func:`sparsecoded.design.certify.certify` both ask these questions, so they live
+below both: exact rank of float matrices (modular arithmetic), condition numbers
+over many responder sets at once, enumeration and sampling of responder sets,
+adversarial sets, the Hall-surplus max-flow test, and the checks for
+heterogeneous devices.  See docs/theory.md sections 4, 6 and 8.
 """
 
 from __future__ import annotations
@@ -30,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -38,61 +20,21 @@ import scipy.linalg.lapack
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, maximum_flow, structural_rank
 
-__all__ = ["Certificate", "certify", "exact_full_rank", "hall_surplus_test", "worst_condition_mv"]
+__all__ = [
+    "conditions",
+    "exact_full_rank",
+    "exactly_singular",
+    "exhaustive",
+    "hall_surplus_test",
+    "hetero_decodable_supports",
+    "hetero_scan",
+    "mm_adversarial_sets",
+    "sample_subsets",
+    "worst_condition_hetero",
+    "worst_condition_mv",
+]
 
 _EPS = np.finfo(np.float64).eps
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """Outcome of :func:`certify`.
-
-    Attributes
-    ----------
-    straggler_optimal : bool
-        Every responder set allowed by the code decodes in exact arithmetic
-        (float64-singular systems are re-checked exactly, see
-        :func:`exact_full_rank`): any ``k`` workers
-        (MV), any ``k_a k_b`` workers (MM), any ``n - s`` devices
-        (heterogeneous, ``s = code.stragglers``).
-    method : str
-        ``"flow"``, ``"exhaustive"`` or ``"sampled"`` (see the module docs).
-    worst_condition : float
-        Largest condition number of a responder submatrix seen (``inf`` when a
-        singular one was found).  Exact for ``"exhaustive"``, a lower estimate
-        otherwise.
-    subsets_checked : int
-        Responder sets whose submatrix was factorised.
-    witness : tuple of int or None
-        On failure, a set of workers (devices) that cannot decode.
-    stragglers : int
-        Stragglers the check was made for.
-    numerically_singular : int
-        Responder sets checked whose system float64 cannot solve reliably
-        (condition at numpy's rank tolerance).  They are decodable in exact
-        arithmetic when ``straggler_optimal`` holds, but decoding them in
-        floating point will not be accurate.
-    proven : bool
-        True when the verdict is proved: every set checked with the actual
-        coefficients (``"exhaustive"``), the flow test on a generic code, or
-        a failure with a witness.  False for a ``"sampled"`` pass, and when
-        more float64-singular sets turned up than could be re-checked
-        exactly (then ``straggler_optimal`` is False and ``witness`` None:
-        not known).
-    """
-
-    straggler_optimal: bool
-    method: str
-    worst_condition: float
-    subsets_checked: int
-    witness: tuple[int, ...] | None = None
-    stragglers: int = 0
-    numerically_singular: int = 0
-    proven: bool = True
-
-    def __bool__(self) -> bool:
-        return self.straggler_optimal
-
 
 # ---------------------------------------------------------------------------
 # exact rank of float matrices
@@ -180,11 +122,11 @@ def _cond_1norm(m: np.ndarray) -> float:
 EXHAUSTIVE_FLOPS = 2.0e9
 
 
-def _cost(k: int) -> float:
+def exhaustive_cost(k: int) -> float:
     return float(k) ** 3 * (1.0 if k > LARGE_K else 4.0) + 50.0
 
 
-def _conds(dense: np.ndarray, subsets: np.ndarray) -> np.ndarray:
+def conditions(dense: np.ndarray, subsets: np.ndarray) -> np.ndarray:
     """Condition numbers of ``dense[subset]`` for each row of ``subsets``.
 
     2-norm for ``k <= LARGE_K``: singular submatrices (smallest singular value
@@ -221,11 +163,11 @@ def _combinations(n: int, r: int, chunk: int = 8192) -> Iterator[np.ndarray]:
         yield np.asarray(block, dtype=np.int64).reshape(len(block), r)
 
 
-def _exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int, list, int]:
+def exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int, list, int]:
     """All r-row subsets: worst condition, count, first ``keep`` singular ones, and how many."""
     worst, count, singular, n_singular = 0.0, 0, [], 0
     for subs in _combinations(dense.shape[0], r):
-        c = _conds(dense, subs)
+        c = conditions(dense, subs)
         count += subs.shape[0]
         bad = np.flatnonzero(~np.isfinite(c))
         n_singular += bad.size
@@ -235,38 +177,40 @@ def _exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int
 
 
 # float64-singular responder sets checked in exact arithmetic, at most
-_EXACT_CHECKS_SMALL = 1000  # k <= 64: about a millisecond each
-_EXACT_CHECKS_LARGE = 4
+EXACT_CHECKS_SMALL = 1000  # k <= 64: about a millisecond each
+EXACT_CHECKS_LARGE = 4
 # for coefficients that are not generic every such set matters: more of them
-_EXACT_CHECKS_GIVEN = 50_000
+EXACT_CHECKS_GIVEN = 50_000
 
 
-def _exactly_singular(
+def exactly_singular(
     dense: np.ndarray, subsets: list, cap: int | None = None
 ) -> tuple[tuple[int, ...] | None, int]:
     """First subset singular in exact arithmetic, and how many were left unchecked."""
     if cap is None:
-        cap = _EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else _EXACT_CHECKS_LARGE
+        cap = EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else EXACT_CHECKS_LARGE
     for sub in subsets[:cap]:
         if not exact_full_rank(dense[list(sub)]):
             return tuple(sub), 0
     return None, max(0, len(subsets) - cap)
 
 
-def _sample_subsets(n: int, r: int, count: int, rng: np.random.Generator) -> np.ndarray:
+def sample_subsets(n: int, r: int, count: int, rng: np.random.Generator) -> np.ndarray:
     if count <= 0:
         return np.empty((0, r), dtype=np.int64)
     keys = rng.random((count, n))
     return np.sort(np.argpartition(keys, r - 1, axis=1)[:, :r], axis=1)
 
 
-def _drop(n: int, removed: Iterable[int]) -> np.ndarray:
+def complement(n: int, removed: Iterable[int]) -> np.ndarray:
     mask = np.ones(n, dtype=bool)
     mask[list(removed)] = False
     return np.flatnonzero(mask)
 
 
-def _adversarial(support: sp.csr_array, s: int, rng: np.random.Generator, limit: int) -> np.ndarray:
+def adversarial_sets(
+    support: sp.csr_array, s: int, rng: np.random.Generator, limit: int
+) -> np.ndarray:
     """At most ``limit`` responder sets that silence the workers around one block.
 
     Half of them drop s cyclically consecutive workers (the natural worst
@@ -279,14 +223,14 @@ def _adversarial(support: sp.csr_array, s: int, rng: np.random.Generator, limit:
     out = []
     n_cyc = min(n, max(1, limit // 2))
     for t in np.linspace(0, n, n_cyc, endpoint=False).astype(np.int64):
-        out.append(_drop(n, (t + np.arange(s)) % n))
+        out.append(complement(n, (t + np.arange(s)) % n))
     csc = sp.csc_array(support)
     for j in rng.choice(k, min(k, limit - len(out)), replace=False):
         touch = rng.permutation(csc.indices[csc.indptr[j] : csc.indptr[j + 1]])[:s]
         keep = np.ones(n, dtype=bool)
         keep[touch] = False
         others = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
-        out.append(_drop(n, np.concatenate([touch, others])))
+        out.append(complement(n, np.concatenate([touch, others])))
     return np.asarray(out, dtype=np.int64)
 
 
@@ -319,15 +263,15 @@ def worst_condition_mv(
     """
     n, k = encoding.shape
     dense = encoding.toarray()
-    per = _cost(k)
+    per = exhaustive_cost(k)
     total = math.comb(n, k)
     if total * per <= budget:
-        return _exhaustive(dense, k)[0]
+        return exhaustive(dense, k)[0]
     rng = np.random.default_rng(seed)
     count = max(2, int(budget / per))
-    adv = _adversarial(encoding, n - k, rng, max(1, count // 2))
-    subs = np.concatenate([adv, _sample_subsets(n, k, count - adv.shape[0], rng)])
-    return float(_conds(dense, subs).max())
+    adv = adversarial_sets(encoding, n - k, rng, max(1, count // 2))
+    subs = np.concatenate([adv, sample_subsets(n, k, count - adv.shape[0], rng)])
+    return float(conditions(dense, subs).max())
 
 
 # ---------------------------------------------------------------------------
@@ -404,7 +348,7 @@ def _violating_set(graph, res) -> np.ndarray:
     return (np.sort(reach[(reach >= 1) & (reach <= k)]) - 1).astype(np.int64)
 
 
-def _flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[int, ...]:
+def flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[int, ...]:
     """k workers that cannot decode: silence s workers that touch ``blocks``.
 
     Hall's condition fails for ``blocks``: ``|N(blocks)| < |blocks| + s``, so
@@ -419,7 +363,7 @@ def _flow_witness(support: sp.csr_array, blocks: np.ndarray, s: int) -> tuple[in
     if len(removed) < s:
         rest = np.setdiff1d(np.arange(n), touch)
         removed += list(rest[: s - len(removed)])
-    return tuple(int(i) for i in _drop(n, removed))
+    return tuple(int(i) for i in complement(n, removed))
 
 
 # ---------------------------------------------------------------------------
@@ -470,10 +414,10 @@ def worst_condition_hetero(
     Exhaustive up to ``max_subsets`` device sets, else the ones silencing the
     largest devices plus random ones.
     """
-    return _hetero_scan(encoding, owner, n, s, max_subsets, None)[0]
+    return hetero_scan(encoding, owner, n, s, max_subsets, None)[0]
 
 
-def _hetero_scan(encoding, owner, n, s, max_subsets, seed):
+def hetero_scan(encoding, owner, n, s, max_subsets, seed):
     dense = encoding.toarray()
     k = dense.shape[1]
     total = math.comb(n, s)
@@ -502,161 +446,7 @@ def _hetero_scan(encoding, owner, n, s, max_subsets, seed):
     return worst, count, witness, method
 
 
-# ---------------------------------------------------------------------------
-# certify
-
-
-def certify(
-    code: object,
-    *,
-    max_subsets: int = 200_000,
-    samples: int = 2000,
-    seed: int | None = None,
-) -> Certificate:
-    """Decide whether a code decodes from every allowed set of responders.
-
-    Parameters
-    ----------
-    code : MVCode or MMCode
-        Any code, including one built from your own matrix with
-        :meth:`MVCode.from_matrix` / :meth:`MMCode.from_matrices`.
-    max_subsets : int
-        Enumerate every responder set while there are at most this many
-        (for MV also while their factorisations stay under
-        ``EXHAUSTIVE_FLOPS``; the flow test proves the rest).
-    samples : int
-        Random responder sets used when not enumerating (also for the
-        condition estimate of the flow method).
-    seed : int, optional
-        For the sampled sets.
-
-    Returns
-    -------
-    Certificate
-
-    Examples
-    --------
-    >>> from sparsecoded import design_mv
-    >>> cert = certify(design_mv(12, 9, seed=0))
-    >>> cert.straggler_optimal, cert.method
-    (True, 'exhaustive')
-    >>> certify(design_mv(12, 9, "replication")).witness  # two copies of block 0
-    (0, 1, 2, 3, 4, 5, 6, 7, 9)
-    """
-    from .codes import MMCode, MVCode
-
-    if isinstance(code, MMCode):
-        return _certify_mm(code, max_subsets, samples, seed)
-    if isinstance(code, MVCode):
-        if code.capacities is not None:
-            return _certify_hetero(code, max_subsets, samples, seed)
-        return _certify_mv(code, max_subsets, samples, seed)
-    raise TypeError(f"certify expects an MVCode or MMCode, got {type(code).__name__}")
-
-
-def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
-    e = code.encoding
-    n, k = e.shape
-    s = n - k
-    dense = e.toarray()
-    generic = bool(getattr(code, "generic", False))
-    total = math.comb(n, k)
-    # few subsets can still be too much work when k is large (n = 1000, k = 999)
-    if total <= max_subsets and total * _cost(k) <= EXHAUSTIVE_FLOPS:
-        if generic:
-            worst, count, singular, n_sing = _exhaustive(dense, k)
-            witness, unchecked = _exactly_singular(dense, singular)
-        else:
-            keep = _EXACT_CHECKS_GIVEN if k <= 64 else _EXACT_CHECKS_LARGE
-            worst, count, singular, n_sing = _exhaustive(dense, k, keep=keep)
-            witness, unchecked = _exactly_singular(dense, singular, keep)
-        unchecked += n_sing - len(singular)
-        proven = True
-        if witness is None and unchecked:
-            # too many float64-singular sets to check exactly: a failed flow
-            # test still proves failure; a passed one proves success only for
-            # generic coefficients
-            ok, blocks = hall_surplus_test(e, s)
-            if not ok:
-                witness = _flow_witness(e, blocks, s)
-            elif not generic:
-                proven = False
-        return Certificate(
-            witness is None and proven, "exhaustive", worst, count, witness, s, n_sing, proven
-        )
-    ok, blocks = hall_surplus_test(e, s)
-    if not ok:
-        return Certificate(False, "flow", math.inf, 0, _flow_witness(e, blocks, s), s)
-    rng = np.random.default_rng(seed)
-    count = int(min(samples, max(8, 4.0e9 / _cost(k))))
-    adv = _adversarial(e, s, rng, max(1, count // 2))
-    subs = np.concatenate([adv, _sample_subsets(n, k, max(0, count - adv.shape[0]), rng)])
-    conds = _conds(dense, subs)
-    bad = np.flatnonzero(~np.isfinite(conds))
-    # float64-singular samples are checked exactly to tell degenerate
-    # coefficients from ill-conditioned ones
-    witness, unchecked = _exactly_singular(dense, [tuple(int(i) for i in subs[b]) for b in bad])
-    worst = float(conds.max())
-    if generic:  # the support is proven, and generic coefficients follow it
-        return Certificate(witness is None, "flow", worst, subs.shape[0], witness, s, int(bad.size))
-    ok = witness is None and not unchecked
-    return Certificate(
-        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
-    )
-
-
-def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
-    from .bounds import hetero_stragglers
-
-    e, owner, n = code.encoding, np.asarray(code.owner), code.n_workers
-    k = code.k
-    s = code.stragglers
-    caps = np.bincount(owner, minlength=n)
-    if math.comb(n, s) <= max_subsets:
-        worst, count, witness, method = _hetero_scan(e, owner, n, s, max_subsets, seed)
-        return Certificate(witness is None, method, worst, count, witness, s)
-    # Any k rows decode (virtual flow test) and any n - s devices hold k rows
-    # => any n - s devices decode.
-    n_rows = e.shape[0]
-    ok = s <= hetero_stragglers(caps.tolist(), k) and hall_surplus_test(e, n_rows - k)[0]
-    worst, count, witness, method = _hetero_scan(e, owner, n, s, samples, seed)
-    if ok and witness is None and getattr(code, "generic", False):
-        return Certificate(True, "flow", worst, count, None, s)
-    return Certificate(witness is None, "sampled", worst, count, witness, s, proven=False)
-
-
-def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
-    rows = code.product_rows()
-    n, big_k = rows.shape
-    s = n - big_k
-    if math.comb(n, big_k) <= max_subsets:
-        worst, count, singular, n_sing = _exhaustive(rows, big_k)
-        witness, unchecked = _exactly_singular(rows, singular)
-        unchecked += n_sing - len(singular)
-        ok = witness is None and not unchecked
-        proven = witness is not None or not unchecked
-        return Certificate(ok, "exhaustive", worst, count, witness, s, n_sing, proven)
-    rng = np.random.default_rng(seed)
-    adv = _mm_adversarial(code, s, rng)
-    subs = np.concatenate([adv, _sample_subsets(n, big_k, samples, rng)])
-    conds = _conds(rows, subs)
-    bad = np.flatnonzero(~np.isfinite(conds))
-    witness, unchecked = _exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
-    ok = witness is None and not unchecked
-    worst = float(conds.max())
-    return Certificate(
-        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
-    )
-
-
-def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
-    """Silence first the workers touching one A-block, one B-block or one cell."""
-    a = code.encoding_a.toarray() != 0
-    b = code.encoding_b.toarray() != 0
-    return _mm_adversarial_arrays(a, b, s, rng, variants)
-
-
-def _mm_adversarial_arrays(
+def mm_adversarial_sets(
     a: np.ndarray, b: np.ndarray, s: int, rng: np.random.Generator, variants: int = 3
 ) -> np.ndarray:
     n, ka = a.shape
@@ -671,5 +461,5 @@ def _mm_adversarial_arrays(
             keep = np.ones(n, dtype=bool)
             keep[touch] = False
             rest = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
-            out.append(_drop(n, np.concatenate([touch, rest]).astype(np.int64)))
+            out.append(complement(n, np.concatenate([touch, rest]).astype(np.int64)))
     return np.asarray(out, dtype=np.int64).reshape(len(out), n - s)

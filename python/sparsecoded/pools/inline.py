@@ -11,7 +11,7 @@ time at which it could decode.
 This is the *measured-then-simulated* mode of the experiments (on a machine
 with fewer cores than workers, the only way to see per-worker compute without
 contention), and a deterministic backend for tests.  Every
-:class:`~sparsecoded.pool.RoundResult` it returns says so in
+:class:`~sparsecoded.pools.base.RoundResult` it returns says so in
 ``extra["mode"] == "simulated"``.
 """
 
@@ -23,15 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NotEnoughWorkers, PoolClosed
-from .pool import RoundResult, SlotKey, check_round_args, check_timeout, compute
-from .stragglers import Action
+from ..errors import NotEnoughWorkers, PoolClosed
+from ..stragglers import Action
+from .base import RoundResult, SlotKey, check_round_args, check_timeout, compute
 
 __all__ = ["InlinePool"]
 
 
 class InlinePool:
-    """Pool interface (see :mod:`sparsecoded.pool`) computed in this process.
+    """Pool interface (see :mod:`sparsecoded.pools.base`) computed in this process.
 
     Parameters
     ----------

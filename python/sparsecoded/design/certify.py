@@ -1,0 +1,250 @@
+"""Certificates: does a code decode from every allowed set of responders?
+
+Three ways to know (SPEC sections 2, 3, 6):
+
+``"exhaustive"``
+    Every responder set is solved-for: the singular values of each
+    ``k x k`` submatrix give its rank and condition number.  Exact for the
+    actual coefficients; used while the number of sets is at most
+    ``max_subsets``.
+``"flow"``
+    Matrix-vector only.  Hall's condition with surplus ``s`` on the support
+    pattern, checked by ``k`` max-flows.  It proves that any k workers
+    decode for generic coefficients (probability 1 for continuous i.i.d.
+    draws), for any n, in polynomial time.  So it is a proof only for codes
+    whose coefficients are generic (``MVCode.generic``: the ones
+    :func:`sparsecoded.design_mv` draws); the actual coefficients are also
+    checked on sampled and adversarial responder sets.  A failed flow test
+    is a proof of failure for any coefficients.
+``"sampled"``
+    Codes too large to enumerate that the flow test cannot settle
+    (matrix-matrix codes, a user's own matrix that passes the flow test):
+    random responder sets plus adversarial ones (all workers that touch one
+    block silenced first).  A pass is evidence, not proof.
+
+``Certificate.proven`` says whether the verdict, either way, is proved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bounds import hetero_stragglers
+from .codes import MMCode, MVCode
+from .responders import (
+    EXACT_CHECKS_GIVEN,
+    EXACT_CHECKS_LARGE,
+    EXHAUSTIVE_FLOPS,
+    adversarial_sets,
+    conditions,
+    exactly_singular,
+    exhaustive,
+    exhaustive_cost,
+    flow_witness,
+    hall_surplus_test,
+    hetero_scan,
+    mm_adversarial_sets,
+    sample_subsets,
+)
+
+__all__ = ["Certificate", "certify"]
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Outcome of :func:`certify`.
+
+    Attributes
+    ----------
+    straggler_optimal : bool
+        Every responder set allowed by the code decodes in exact arithmetic
+        (float64-singular systems are re-checked exactly, see
+        :func:`exact_full_rank`): any ``k`` workers
+        (MV), any ``k_a k_b`` workers (MM), any ``n - s`` devices
+        (heterogeneous, ``s = code.stragglers``).
+    method : str
+        ``"flow"``, ``"exhaustive"`` or ``"sampled"`` (see the module docs).
+    worst_condition : float
+        Largest condition number of a responder submatrix seen (``inf`` when a
+        singular one was found).  Exact for ``"exhaustive"``, a lower estimate
+        otherwise.
+    subsets_checked : int
+        Responder sets whose submatrix was factorised.
+    witness : tuple of int or None
+        On failure, a set of workers (devices) that cannot decode.
+    stragglers : int
+        Stragglers the check was made for.
+    numerically_singular : int
+        Responder sets checked whose system float64 cannot solve reliably
+        (condition at numpy's rank tolerance).  They are decodable in exact
+        arithmetic when ``straggler_optimal`` holds, but decoding them in
+        floating point will not be accurate.
+    proven : bool
+        True when the verdict is proved: every set checked with the actual
+        coefficients (``"exhaustive"``), the flow test on a generic code, or
+        a failure with a witness.  False for a ``"sampled"`` pass, and when
+        more float64-singular sets turned up than could be re-checked
+        exactly (then ``straggler_optimal`` is False and ``witness`` None:
+        not known).
+    """
+
+    straggler_optimal: bool
+    method: str
+    worst_condition: float
+    subsets_checked: int
+    witness: tuple[int, ...] | None = None
+    stragglers: int = 0
+    numerically_singular: int = 0
+    proven: bool = True
+
+    def __bool__(self) -> bool:
+        return self.straggler_optimal
+
+
+def certify(
+    code: object,
+    *,
+    max_subsets: int = 200_000,
+    samples: int = 2000,
+    seed: int | None = None,
+) -> Certificate:
+    """Decide whether a code decodes from every allowed set of responders.
+
+    Parameters
+    ----------
+    code : MVCode or MMCode
+        Any code, including one built from your own matrix with
+        :meth:`MVCode.from_matrix` / :meth:`MMCode.from_matrices`.
+    max_subsets : int
+        Enumerate every responder set while there are at most this many
+        (for MV also while their factorisations stay under
+        ``EXHAUSTIVE_FLOPS``; the flow test proves the rest).
+    samples : int
+        Random responder sets used when not enumerating (also for the
+        condition estimate of the flow method).
+    seed : int, optional
+        For the sampled sets.
+
+    Returns
+    -------
+    Certificate
+
+    Examples
+    --------
+    >>> from sparsecoded import design_mv
+    >>> cert = certify(design_mv(12, 9, seed=0))
+    >>> cert.straggler_optimal, cert.method
+    (True, 'exhaustive')
+    >>> certify(design_mv(12, 9, "replication")).witness  # two copies of block 0
+    (0, 1, 2, 3, 4, 5, 6, 7, 9)
+    """
+    if isinstance(code, MMCode):
+        return _certify_mm(code, max_subsets, samples, seed)
+    if isinstance(code, MVCode):
+        if code.capacities is not None:
+            return _certify_hetero(code, max_subsets, samples, seed)
+        return _certify_mv(code, max_subsets, samples, seed)
+    raise TypeError(f"certify expects an MVCode or MMCode, got {type(code).__name__}")
+
+
+def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
+    e = code.encoding
+    n, k = e.shape
+    s = n - k
+    dense = e.toarray()
+    generic = bool(getattr(code, "generic", False))
+    total = math.comb(n, k)
+    # few subsets can still be too much work when k is large (n = 1000, k = 999)
+    if total <= max_subsets and total * exhaustive_cost(k) <= EXHAUSTIVE_FLOPS:
+        if generic:
+            worst, count, singular, n_sing = exhaustive(dense, k)
+            witness, unchecked = exactly_singular(dense, singular)
+        else:
+            keep = EXACT_CHECKS_GIVEN if k <= 64 else EXACT_CHECKS_LARGE
+            worst, count, singular, n_sing = exhaustive(dense, k, keep=keep)
+            witness, unchecked = exactly_singular(dense, singular, keep)
+        unchecked += n_sing - len(singular)
+        proven = True
+        if witness is None and unchecked:
+            # too many float64-singular sets to check exactly: a failed flow
+            # test still proves failure; a passed one proves success only for
+            # generic coefficients
+            ok, blocks = hall_surplus_test(e, s)
+            if not ok:
+                witness = flow_witness(e, blocks, s)
+            elif not generic:
+                proven = False
+        return Certificate(
+            witness is None and proven, "exhaustive", worst, count, witness, s, n_sing, proven
+        )
+    ok, blocks = hall_surplus_test(e, s)
+    if not ok:
+        return Certificate(False, "flow", math.inf, 0, flow_witness(e, blocks, s), s)
+    rng = np.random.default_rng(seed)
+    count = int(min(samples, max(8, 4.0e9 / exhaustive_cost(k))))
+    adv = adversarial_sets(e, s, rng, max(1, count // 2))
+    subs = np.concatenate([adv, sample_subsets(n, k, max(0, count - adv.shape[0]), rng)])
+    conds = conditions(dense, subs)
+    bad = np.flatnonzero(~np.isfinite(conds))
+    # float64-singular samples are checked exactly to tell degenerate
+    # coefficients from ill-conditioned ones
+    witness, unchecked = exactly_singular(dense, [tuple(int(i) for i in subs[b]) for b in bad])
+    worst = float(conds.max())
+    if generic:  # the support is proven, and generic coefficients follow it
+        return Certificate(witness is None, "flow", worst, subs.shape[0], witness, s, int(bad.size))
+    ok = witness is None and not unchecked
+    return Certificate(
+        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
+    )
+
+
+def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
+    e, owner, n = code.encoding, np.asarray(code.owner), code.n_workers
+    k = code.k
+    s = code.stragglers
+    caps = np.bincount(owner, minlength=n)
+    if math.comb(n, s) <= max_subsets:
+        worst, count, witness, method = hetero_scan(e, owner, n, s, max_subsets, seed)
+        return Certificate(witness is None, method, worst, count, witness, s)
+    # Any k rows decode (virtual flow test) and any n - s devices hold k rows
+    # => any n - s devices decode.
+    n_rows = e.shape[0]
+    ok = s <= hetero_stragglers(caps.tolist(), k) and hall_surplus_test(e, n_rows - k)[0]
+    worst, count, witness, method = hetero_scan(e, owner, n, s, samples, seed)
+    if ok and witness is None and getattr(code, "generic", False):
+        return Certificate(True, "flow", worst, count, None, s)
+    return Certificate(witness is None, "sampled", worst, count, witness, s, proven=False)
+
+
+def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
+    rows = code.product_rows()
+    n, big_k = rows.shape
+    s = n - big_k
+    if math.comb(n, big_k) <= max_subsets:
+        worst, count, singular, n_sing = exhaustive(rows, big_k)
+        witness, unchecked = exactly_singular(rows, singular)
+        unchecked += n_sing - len(singular)
+        ok = witness is None and not unchecked
+        proven = witness is not None or not unchecked
+        return Certificate(ok, "exhaustive", worst, count, witness, s, n_sing, proven)
+    rng = np.random.default_rng(seed)
+    adv = _mm_adversarial(code, s, rng)
+    subs = np.concatenate([adv, sample_subsets(n, big_k, samples, rng)])
+    conds = conditions(rows, subs)
+    bad = np.flatnonzero(~np.isfinite(conds))
+    witness, unchecked = exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
+    ok = witness is None and not unchecked
+    worst = float(conds.max())
+    return Certificate(
+        ok, "sampled", worst, subs.shape[0], witness, s, int(bad.size), witness is not None
+    )
+
+
+def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -> np.ndarray:
+    """Silence first the workers touching one A-block, one B-block or one cell."""
+    a = code.encoding_a.toarray() != 0
+    b = code.encoding_b.toarray() != 0
+    return mm_adversarial_sets(a, b, s, rng, variants)
