@@ -248,7 +248,21 @@ class Decoder:
         return result
 
     def acceptable(self, plan: DecodePlan | None) -> bool:
+        """A plan good enough to stop waiting: it exists and its condition is within the limit."""
         return plan is not None and plan.condition <= self.max_condition
+
+    def enough(self, rows: Sequence[int], total: int) -> bool:
+        """THE decodability rule of a round: may the results of ``rows`` end it?
+
+        Yes when they give a plan within ``max_condition``, or when all
+        ``total`` results that can arrive are in and they give any plan (the
+        best system there is beats no answer).  Coded jobs end their rounds
+        with it and the experiments' replays use it, so both agree.
+        """
+        if len(rows) < self.k:
+            return False
+        plan = self.plan(rows)
+        return self.acceptable(plan) or (plan is not None and len(rows) >= total)
 
     # -- construction -------------------------------------------------
 

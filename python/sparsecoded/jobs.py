@@ -149,11 +149,7 @@ class _CodedJob:
     def _enough(self, results: Mapping[SlotKey, Any]) -> bool:
         if len(results) < self.k:
             return False
-        plan = self._decoder.plan([self._slot_row[key] for key in results])
-        if self._decoder.acceptable(plan):
-            return True
-        # every result is in: take the best system there is rather than fail
-        return plan is not None and len(results) == self._n_slots
+        return self._decoder.enough([self._slot_row[key] for key in results], self._n_slots)
 
     def _best_of_what_arrived(self, exc: NotEnoughWorkers) -> RoundResult | None:
         """The round's results when no more can come and they do decode.

@@ -17,17 +17,80 @@ contention), and a deterministic backend for tests.  Every
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..errors import NotEnoughWorkers, PoolClosed
+from ..errors import NotEnoughWorkers, PoolClosed, RoundTimeout
 from ..stragglers import Action
 from .base import RoundResult, SlotKey, check_round_args, check_timeout, compute
 
-__all__ = ["InlinePool"]
+__all__ = ["InlinePool", "Timeline", "virtual_clock"]
+
+
+@dataclass
+class Timeline:
+    """A round replayed on the virtual clock (see :func:`virtual_clock`)."""
+
+    #: slots in arrival order, up to and including the deciding one
+    order: list[SlotKey]
+    #: the virtual time each slot in ``order`` arrived
+    times: list[float]
+    #: when ``enough`` first held; None when it never did (within the limit)
+    decided_at: float | None
+    #: devices that crashed (never answer)
+    dead: list[int]
+    #: True when arrivals after ``limit`` were left out
+    timed_out: bool = False
+
+
+def virtual_clock(
+    durations: Sequence[Sequence[float | None]],
+    actions: Sequence[Action] | None,
+    enough: Callable[[Sequence[SlotKey]], bool],
+    *,
+    limit: float = math.inf,
+) -> Timeline:
+    """THE virtual clock: when would a round have decided, given per-slot compute times?
+
+    Device ``w`` waits ``actions[w].delay``, then computes its slots one after
+    another, slot ``q`` taking ``durations[w][q]`` seconds (None: the slot is
+    not computed, e.g. a block the device does not hold), and sends each as
+    soon as it is done; a crashed device never answers.  Arrivals are taken in
+    time order until ``enough(order)`` holds.  :class:`InlinePool` runs its
+    rounds on it and the experiments replay measured CPU times on it.
+    """
+    events: list[tuple[float, SlotKey]] = []
+    dead: list[int] = []
+    for w, slots in enumerate(durations):
+        act = actions[w] if actions is not None else _NO_ACTION
+        if act.crash:
+            dead.append(w)
+            continue
+        clock = act.delay
+        for q, dt in enumerate(slots):
+            if dt is None:
+                continue
+            clock += dt
+            events.append((clock, (w, q)))
+    events.sort(key=lambda e: e[0])
+    order: list[SlotKey] = []
+    times: list[float] = []
+    for at, key in events:
+        if at > limit:
+            return Timeline(order, times, None, dead, timed_out=True)
+        order.append(key)
+        times.append(at)
+        if enough(order):
+            return Timeline(order, times, at, dead)
+    return Timeline(order, times, None, dead)
+
+
+_NO_ACTION = Action()
 
 
 class InlinePool:
@@ -97,50 +160,47 @@ class InlinePool:
         self._check_open()
         check_round_args(job, self._jobs, op, actions, self.n_workers)
         limit = self.timeout if timeout is None else check_timeout(timeout)
-        events: list[tuple[float, SlotKey, Any, float]] = []
-        dead = []
-        for w, payloads in enumerate(self._jobs[job]):
-            act = actions[w] if actions is not None else Action()
-            if act.crash:
-                dead.append(w)
-                continue
-            clock = act.delay
-            for q, payload in enumerate(payloads):
-                t0 = time.perf_counter()
-                result = compute(op, payload, operand)
-                dt = time.perf_counter() - t0
-                clock += dt
-                events.append((clock, (w, q), result, dt))
-        events.sort(key=lambda e: e[0])
+        payloads = self._jobs[job]
         results: dict[SlotKey, Any] = {}
-        order: list[SlotKey] = []
         seconds: dict[SlotKey, float] = {}
-        for at, key, result, dt in events:
-            if at > limit:
-                break
-            results[key] = result
-            order.append(key)
-            seconds[key] = dt
-            if enough(results):
-                done = {w for w, _ in order}
-                busy = [w for w, p in enumerate(self._jobs[job]) if p and w not in dead]
-                cancelled = sorted(
-                    w
-                    for w in busy
-                    if w not in done
-                    or any((w, q) not in results for q in range(len(self._jobs[job][w])))
-                )
-                return RoundResult(
-                    results, order, seconds, cancelled, dead, at, {"mode": "simulated"}
-                )
-        answered = sorted({w for w, _ in order})
-        timed_out = bool(events) and events[-1][0] > limit
-        why = f"timed out after {limit:g} s" if timed_out else "every live worker answered"
+        durations: list[list[float | None]] = []
+        for w, slots in enumerate(payloads):
+            act = actions[w] if actions is not None else _NO_ACTION
+            row: list[float | None] = []
+            for q, payload in enumerate(slots if not act.crash else ()):
+                t0 = time.perf_counter()
+                results[(w, q)] = compute(op, payload, operand)
+                seconds[(w, q)] = time.perf_counter() - t0
+                row.append(seconds[(w, q)])
+            durations.append(row)
+
+        got: dict[SlotKey, Any] = {}
+
+        def arrived(order: Sequence[SlotKey]) -> bool:  # called once per arrival
+            got[order[-1]] = results[order[-1]]
+            return enough(got)
+
+        line = virtual_clock(durations, actions, arrived, limit=limit)
+        took = {key: seconds[key] for key in line.order}
+        dead = line.dead
+        if line.decided_at is not None:
+            done = set(line.order)
+            cancelled = sorted(
+                w
+                for w, slots in enumerate(payloads)
+                if slots and w not in dead and any((w, q) not in done for q in range(len(slots)))
+            )
+            return RoundResult(
+                got, line.order, took, cancelled, dead, line.decided_at, {"mode": "simulated"}
+            )
+        answered = sorted({w for w, _ in line.order})
+        why = f"timed out after {limit:g} s" if line.timed_out else "every live worker answered"
         partial = None
-        if not timed_out:
-            at = events[-1][0] if events else 0.0
-            partial = RoundResult(results, order, seconds, [], dead, at, {"mode": "simulated"})
-        raise NotEnoughWorkers(
+        if not line.timed_out:
+            at = line.times[-1] if line.times else 0.0
+            partial = RoundResult(got, line.order, took, [], dead, at, {"mode": "simulated"})
+        error = RoundTimeout if line.timed_out else NotEnoughWorkers
+        raise error(
             f"round cannot be decoded: {why}; dead workers {dead}, answered {answered}",
             dead=dead,
             answered=answered,
