@@ -7,6 +7,7 @@ from sparsecoded.stragglers import (
     Crash,
     FixedDelay,
     NoStragglers,
+    OnWorkers,
     ShiftedExponential,
     combine,
 )
@@ -84,3 +85,21 @@ def test_reprs_say_which_rounds():
     assert repr(FixedDelay([1], 0.5)) == "FixedDelay(workers=[1], seconds=0.5)"
     assert repr(Crash([2], rounds=[0])) == "Crash(workers=[2], rounds=[0])"
     assert repr(Crash([2])) == "Crash(workers=[2])"
+
+
+def test_on_workers_applies_the_model_to_its_workers_only():
+    inner = ShiftedExponential(shift=0.1, scale=0.5, seed=3)
+    m = OnWorkers(inner, workers=[1, 4])
+    for r in range(3):
+        assert m.action(1, r) == inner.action(1, r)
+        assert m.action(4, r) == inner.action(4, r)
+        assert m.action(0, r) == Action()
+    assert m.plan(5, 0) == [Action(), inner.action(1, 0), Action(), Action(), inner.action(4, 0)]
+    assert OnWorkers(Crash([0, 1]), workers=[1]).plan(2, 0) == [Action(), Action(crash=True)]
+
+
+def test_on_workers_repr_and_bad_model():
+    m = OnWorkers(ShiftedExponential(shift=0.5, scale=0.25, seed=0), workers=[3, 1])
+    assert repr(m) == "ShiftedExponential(shift=0.5, scale=0.25, seed=0) on workers [1, 3]"
+    with pytest.raises(TypeError, match="model must be a StragglerModel, got float"):
+        OnWorkers(0.5, workers=[1])

@@ -28,6 +28,7 @@ __all__ = [
     "Crash",
     "FixedDelay",
     "NoStragglers",
+    "OnWorkers",
     "ShiftedExponential",
     "StragglerModel",
     "combine",
@@ -174,6 +175,33 @@ class Bernoulli(StragglerModel):
 
     def __repr__(self) -> str:
         return f"Bernoulli(p={self.p}, seconds={self.seconds}, seed={self.seed})"
+
+
+class OnWorkers(StragglerModel):
+    """``model`` on the given workers only; the others are on time.
+
+    Turns a model that hits every worker (:class:`ShiftedExponential`,
+    :class:`Bernoulli`) into one that hits a chosen straggler set, so that
+    "j stragglers under shifted-exponential delays" means j workers.
+
+    Examples
+    --------
+    >>> m = OnWorkers(ShiftedExponential(shift=1.0, scale=0.0), workers=[2])
+    >>> m.action(2, 0), m.action(0, 0)
+    (Action(delay=1.0, crash=False), Action(delay=0.0, crash=False))
+    """
+
+    def __init__(self, model: StragglerModel, workers: Sequence[int]):
+        if not isinstance(model, StragglerModel):
+            raise TypeError(f"model must be a StragglerModel, got {type(model).__name__}")
+        self.model = model
+        self.workers = frozenset(int(w) for w in workers)
+
+    def action(self, worker: int, round_index: int) -> Action:
+        return self.model.action(worker, round_index) if worker in self.workers else _IDLE
+
+    def __repr__(self) -> str:
+        return f"{self.model!r} on workers {sorted(self.workers)}"
 
 
 class _Combined(StragglerModel):
