@@ -32,6 +32,7 @@ __all__ = [
     "MAX_THREADS",
     "as_csr",
     "as_dense",
+    "check_csr_structure",
     "check_n_threads",
     "check_encoding_matrix",
     "value_dtype",
@@ -253,6 +254,26 @@ def as_csr(A, name: str = "A", *, dtype: np.dtype | None = None) -> CSR:
             f"expected nnz = len({name}.indices) = {indices.shape[0]}"
         )
     return CSR((n_rows, n_cols), indptr, indices, data)
+
+
+def check_csr_structure(a: CSR, name: str = "A") -> CSR:
+    """The O(nnz) part of the CSR contract, in numpy: indptr nondecreasing, indices in range.
+
+    For payloads checked once and then used for many kernel calls (a pool's
+    placed blocks); :func:`as_csr` has already checked the O(1) part.
+    """
+    n_rows, n_cols = a.shape
+    indptr = a.indptr
+    if n_rows > 0:
+        dec = indptr[:-1] > indptr[1:]
+        if dec.any():
+            i = int(np.flatnonzero(dec)[0])
+            raise ValueError(
+                f"{name}.indptr decreases at row {i}: indptr[{i}] = {indptr[i]} > "
+                f"indptr[{i + 1}] = {indptr[i + 1]}, expected nondecreasing"
+            )
+    _check_range(a.indices, n_cols, f"{name}: column index", f"{name}.indices")
+    return a
 
 
 def as_dense(x, name: str, dtype: np.dtype) -> np.ndarray:

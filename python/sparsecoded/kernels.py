@@ -14,6 +14,11 @@ int64. Values are float32 or float64; integer and bool inputs become float64,
 complex inputs are rejected.
 
 ``n_threads=None`` means all cores (see :func:`resolve_threads`).
+
+Pools validate a payload once, when it is placed (:func:`_placed`: the cheap
+checks above plus the O(nnz) structure scan), and then run it every round
+through the private unchecked entries :func:`_matvec_placed` and
+:func:`_matmat_placed`, which go straight to the C++ core.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from ._validation import (
     CSR,
     as_csr,
     as_dense,
+    check_csr_structure,
     check_encoding_matrix,
     check_n_threads,
     value_dtype,
@@ -174,6 +180,75 @@ def encode_row_blocks(A, E, *, n_threads: int | None = None) -> list[sp.csr_arra
     return blocks
 
 
+def _placed(obj, name: str = "payload"):
+    """A pool payload, fully checked once, in the form the unchecked entries take.
+
+    A matrix (scipy sparse in any format, or a 2-D numpy array) becomes a
+    `CSR` whose structure is scanned in full (indptr nondecreasing, indices in
+    range); a pair ``(A, B)`` (the payload of ``"matmat"``) becomes
+    ``(CSR, CSR)`` or, for a dense ``B``, ``(CSR, ndarray)`` with
+    ``B.shape[0] == A.shape[1]`` checked.  Raises TypeError for anything else,
+    ValueError / IndexError (naming ``name``) for a malformed matrix.
+    """
+    if sp.issparse(obj) or isinstance(obj, np.ndarray):
+        if isinstance(obj, np.ndarray) and obj.dtype.hasobject:
+            raise TypeError(f"{name} is an object array, expected a numeric array")
+        return check_csr_structure(as_csr(obj, name), name)
+    if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj, CSR):
+        a = _placed(obj[0], f"{name}[0]")
+        B = obj[1]
+        if sp.issparse(B):
+            b = check_csr_structure(as_csr(B, f"{name}[1]"), f"{name}[1]")
+        elif isinstance(B, np.ndarray) and not B.dtype.hasobject:
+            if B.ndim not in (1, 2):
+                raise ValueError(f"{name}[1] must be 1-D or 2-D, found {B.ndim}-D")
+            b = as_dense(B, f"{name}[1]", value_dtype(B.dtype, name=f"{name}[1]"))
+        else:
+            raise TypeError(
+                f"{name}[1] is a {type(B).__name__}, "
+                "expected a scipy sparse matrix or a numpy array"
+            )
+        if b.shape[0] != a.shape[1]:
+            raise ValueError(
+                f"{name}[1] has {b.shape[0]} rows, expected {name}[0].shape[1] = {a.shape[1]}"
+            )
+        return (a, b)
+    raise TypeError(
+        f"{name} is a {type(obj).__name__}, expected a scipy sparse matrix, "
+        "a numpy array or a pair (A_coded, B_coded) of them"
+    )
+
+
+def _matvec_placed(a: CSR, x: np.ndarray, n_threads: int) -> np.ndarray:
+    """``a @ x`` with no Python-side checks: the pools' per-round entry.
+
+    ``a`` comes from :func:`_placed`; ``x`` passed the pool's operand check
+    (float32/float64, 1-D or 2-D, ``x.shape[0] == a.shape[1]``); ``n_threads``
+    is an int >= 1.  The C++ kernel still checks indices inside its loop.
+    """
+    V = a.data.dtype if x.dtype == a.data.dtype else np.dtype(np.float64)
+    if a.data.dtype != V:
+        a = CSR(a.shape, a.indptr, a.indices, a.data.astype(V))
+    if x.dtype != V or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=V)
+    m, c = a.shape
+    if x.ndim == 1:
+        y = np.empty(m, dtype=V)
+        _core.csr_matvec(m, c, a.indptr, a.indices, a.data, x, y, n_threads)
+        return y
+    Y = np.empty((m, x.shape[1]), dtype=V)
+    _core.csr_matvecs(m, c, x.shape[1], a.indptr, a.indices, a.data, x, Y, n_threads)
+    return Y
+
+
+def _matmat_placed(pair: tuple, n_threads: int):
+    """``A @ B`` of a pair from :func:`_placed`, with no Python-side checks."""
+    a, b = pair
+    if isinstance(b, np.ndarray):
+        return _matvec_placed(a, b, n_threads)
+    return _matmat_csr(a, b, n_threads)
+
+
 def matvec(A, x, *, n_threads: int | None = None) -> np.ndarray:
     """``A @ x`` for sparse ``A`` and a dense vector or matrix ``x``.
 
@@ -312,6 +387,11 @@ def matmat(A, B, *, n_threads: int | None = None):
         raise ValueError(
             f"B has B.shape[0] = {b.shape[0]} rows, expected A.shape[1] = {a.shape[1]}"
         )
+    return _matmat_csr(a, b, nt)
+
+
+def _matmat_csr(a: CSR, b: CSR, nt: int):
+    """The sparse x sparse product of two checked CSR operands (shapes agree)."""
     V = value_dtype(a.data.dtype, b.data.dtype, name="B")
     I = _common_index_dtype(a, b)  # noqa: E741
     a = _with_dtypes(a, I, V)

@@ -25,9 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotEnoughWorkers, PoolClosed, RoundTimeout
 from ..stragglers import Action
-from .base import RoundResult, SlotKey, check_round_args, check_timeout, compute
+from .base import (
+    PlacedJob,
+    PoolBase,
+    RoundResult,
+    SlotKey,
+    check_timeout,
+    compute_placed,
+    place_payloads,
+)
 
 __all__ = ["InlinePool", "Timeline", "virtual_clock"]
 
@@ -93,7 +100,7 @@ def virtual_clock(
 _NO_ACTION = Action()
 
 
-class InlinePool:
+class InlinePool(PoolBase):
     """Pool interface (see :mod:`sparsecoded.pools.base`) computed in this process.
 
     Parameters
@@ -102,7 +109,7 @@ class InlinePool:
         Number of simulated workers.
     timeout : float
         A round whose decision would come later than this on the virtual clock
-        raises :class:`~sparsecoded.errors.NotEnoughWorkers`; ``inf`` means no limit.
+        raises :class:`~sparsecoded.errors.RoundTimeout`; ``inf`` means no limit.
 
     Examples
     --------
@@ -119,33 +126,19 @@ class InlinePool:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         self.n_workers = int(n_workers)
         self.timeout = check_timeout(timeout)
-        self._jobs: dict[str, list[list[Any]]] = {}
-        self._closed = False
-
-    def __enter__(self) -> InlinePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PoolClosed("this InlinePool is closed")
+        self._jobs: dict[str, PlacedJob] = {}
 
     def place(self, job: str, payloads: Sequence[Sequence[Any]]) -> None:
         self._check_open()
-        if len(payloads) != self.n_workers:
-            raise ValueError(
-                f"payloads has {len(payloads)} entries, expected one per worker ({self.n_workers})"
-            )
-        self._jobs[job] = [list(p) for p in payloads]
+        self._jobs[job] = place_payloads(payloads, self.n_workers)
 
     def drop(self, job: str) -> None:
         self._jobs.pop(job, None)
 
     def close(self) -> None:
         self._jobs.clear()
-        self._closed = True
+        if self._closed_reason is None:
+            self._closed_reason = "close() was called"
 
     def run(
         self,
@@ -157,10 +150,8 @@ class InlinePool:
         actions: Sequence[Action] | None = None,
         timeout: float | None = None,
     ) -> RoundResult:
-        self._check_open()
-        check_round_args(job, self._jobs, op, actions, self.n_workers)
-        limit = self.timeout if timeout is None else check_timeout(timeout)
-        payloads = self._jobs[job]
+        record, x, limit = self._start_round(job, op, operand, actions, timeout)
+        payloads = record.payloads
         results: dict[SlotKey, Any] = {}
         seconds: dict[SlotKey, float] = {}
         durations: list[list[float | None]] = []
@@ -169,7 +160,7 @@ class InlinePool:
             row: list[float | None] = []
             for q, payload in enumerate(slots if not act.crash else ()):
                 t0 = time.perf_counter()
-                results[(w, q)] = compute(op, payload, operand)
+                results[(w, q)] = compute_placed(op, payload, x, 1)
                 seconds[(w, q)] = time.perf_counter() - t0
                 row.append(seconds[(w, q)])
             durations.append(row)
@@ -193,16 +184,12 @@ class InlinePool:
             return RoundResult(
                 got, line.order, took, cancelled, dead, line.decided_at, {"mode": "simulated"}
             )
-        answered = sorted({w for w, _ in line.order})
-        why = f"timed out after {limit:g} s" if line.timed_out else "every live worker answered"
         partial = None
         if not line.timed_out:
             at = line.times[-1] if line.times else 0.0
             partial = RoundResult(got, line.order, took, [], dead, at, {"mode": "simulated"})
-        error = RoundTimeout if line.timed_out else NotEnoughWorkers
-        raise error(
-            f"round cannot be decoded: {why}; dead workers {dead}, answered {answered}",
-            dead=dead,
-            answered=answered,
-            partial=partial,
-        )
+        why = f"timed out after {limit:g} s" if line.timed_out else "every live worker answered"
+        raise self._round_failed(
+            job, why, order=line.order, n_results=len(got), dead=dead,
+            timed_out=line.timed_out, partial=partial,
+        )  # fmt: skip
