@@ -1,265 +1,204 @@
 """Coded jobs: encode once, place the coded blocks, answer from the first responders.
 
-:class:`CodedMatVec` answers ``A @ x`` for many ``x``; :class:`CodedMatMat`
-answers ``A @ B``.  Both encode with the C++ kernel, place each worker's coded
-blocks once on a pool (:class:`~sparsecoded.LocalPool`,
-:class:`~sparsecoded.DaskPool` or :class:`~sparsecoded.pools.inline.InlinePool`),
-and in each round take results in arrival order until the responders'
-system can be decoded with a condition number below ``max_condition``; the
-other workers are cancelled.  ``report`` describes the last call.
+:class:`CodedMatVec` answers ``A @ x`` and ``A.T @ y`` for many operands and
+is a :class:`scipy.sparse.linalg.LinearOperator`, so scipy's solvers
+(``cg``, ``gmres``, ``minres``, ``lsqr``, ``lsmr``, ``eigsh``, ``svds``) drive
+it directly; :class:`CodedMatMat` answers ``A @ B``.  Both encode with the
+C++ kernel, place each worker's coded blocks once on a pool
+(:class:`~sparsecoded.LocalPool`, :class:`~sparsecoded.DaskPool` or
+:class:`~sparsecoded.pools.inline.InlinePool`), and in each round take results
+in arrival order until the responders' system can be decoded with a condition
+number below ``max_condition`` (:meth:`sparsecoded.decode.Decoder.enough`);
+the other workers are cancelled.  ``report`` describes the last call,
+``history`` the last rounds.  See docs/theory.md section 7.
+
+Rounds on one pool are serialised (a pool runs one round at a time); rounds
+submitted from several threads, or several in flight from one
+(:meth:`CodedMatVec.submit`), each get their own exact answer.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
 
 from . import kernels
-from .decode import DecodePlan, Decoder, default_max_condition
-from .errors import NotEnoughWorkers
-from .pools.base import RoundResult, SlotKey
+from .decode import Decoder
+from .design import MMCode, MVCode
+from .pools.base import Pool
+from .rounds import (
+    DEFAULT_HISTORY,
+    JobReport,
+    _as_applied,
+    _as_matrix,
+    _check_pool,
+    _CodedJob,
+    _owner,
+    _RowJob,
+)
 from .stragglers import StragglerModel
 
 __all__ = ["CodedMatMat", "CodedMatVec", "JobReport"]
 
-# largest stacked-results buffer a job keeps between rounds
-_KEEP_BYTES = 64 << 20
 
+def _operand(x: Any, length: int, dtype: np.dtype, name: str, expected: str) -> np.ndarray:
+    """The one check of a round's operand: dense, 1-D or 2-D, real, finite, the right length.
 
-@dataclass
-class JobReport:
-    """What the last call of a coded job did, and how long each step took (seconds)."""
-
-    encode_seconds: float
-    place_seconds: float
-    round_seconds: float = 0.0
-    decode_seconds: float = 0.0
-    #: per device: compute seconds of the results it delivered (injected delay excluded)
-    compute_seconds: dict[int, float] = field(default_factory=dict)
-    answered: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
-    dead: list[int] = field(default_factory=list)
-    #: encoding rows whose results were decoded
-    rows_used: list[int] = field(default_factory=list)
-    #: 2-norm condition number of the system solved
-    condition: float = float("nan")
-    decode_method: str = ""
-    #: whether the decoding plan came from the cache (same responders as before)
-    decode_cached: bool = False
-    #: "simulated" for InlinePool rounds, else how the pool ran them
-    mode: str = "live"
-    round_index: int = -1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
-
-
-def _as_applied(encoding: sp.csr_array, dtype: np.dtype) -> sp.csr_array:
-    """The encoding as the kernel applied it: rounded to the blocks' dtype, in float64."""
-    return sp.csr_array(encoding.astype(dtype).astype(np.float64))
-
-
-def _as_csr(M: Any, name: str) -> sp.csr_array:
-    if sp.issparse(M):
-        out = sp.csr_array(M)
-    else:
-        arr = np.asarray(M)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D matrix, got an array of shape {arr.shape}")
-        out = sp.csr_array(arr)
-    if out.ndim != 2:
-        raise ValueError(f"{name} must be 2-D, got {out.ndim}-D")
-    return out
-
-
-def _check_pool(pool: Any, n_devices: int) -> None:
-    if pool.n_workers < n_devices:
+    Returns it C-contiguous in the job's working precision.
+    """
+    if sp.issparse(x):
         raise ValueError(
-            f"the pool has {pool.n_workers} workers, "
-            f"expected at least the code's {n_devices} devices"
+            f"{name} must be a dense vector or matrix, found a scipy sparse {x.format} matrix; "
+            "use CodedMatMat for sparse operands"
         )
+    x = np.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be a vector or a 2-D matrix, got {x.ndim}-D (shape {x.shape})"
+        )
+    if x.shape[0] != length:
+        what = f"{name} has length" if x.ndim == 1 else f"{name.upper()} has"
+        rows = "" if x.ndim == 1 else " rows"
+        raise ValueError(f"{what} {x.shape[0]}{rows}, expected {expected} = {length}")
+    if np.iscomplexobj(x):
+        raise ValueError(
+            f"{name} must be real, got dtype {x.dtype}: the coded job works in real "
+            f"{dtype}; apply it to the real and imaginary parts separately"
+        )
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise ValueError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    operand = np.ascontiguousarray(x, dtype=dtype)
+    finite = np.isfinite(operand)
+    if not finite.all():
+        # a coded block mixes several blocks: a NaN or inf would spread to
+        # rows of the answer that A @ x keeps finite
+        bad = np.argwhere(~finite)[0]
+        where = int(bad[0]) if x.ndim == 1 else tuple(int(i) for i in bad)
+        raise ValueError(
+            f"{name} must be finite, found {operand[tuple(bad)]} at index {where} "
+            f"(in {dtype}); coded decoding would spread it to other rows"
+        )
+    return operand
 
 
-class _CodedJob:
-    """What MV and MM jobs share: placement, rounds, straggler actions, decoding."""
+class _Rounds(LinearOperator):
+    """The LinearOperator face shared by :class:`CodedMatVec` and its transpose."""
 
-    op: str
+    def _job(self) -> _RowJob:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def __init__(
-        self,
-        code: Any,
-        pool: Any,
-        encoding: sp.csr_array,
-        owner: np.ndarray,
-        stragglers: StragglerModel | None,
-        max_condition: float | None,
-        timeout: float | None,
-    ):
-        self.code = code
-        self.pool = pool
-        self.stragglers = stragglers
-        self.timeout = timeout
-        self.k = encoding.shape[1]
-        self._max_condition = max_condition
-        self._decoder = Decoder(encoding, max_condition=default_max_condition(np.float64))
-        self._job = f"{self.op}-{uuid.uuid4().hex[:12]}"
-        self._round = 0
-        self._owner = owner
-        self._slot_row: dict[SlotKey, int] = {}
-        self._devices_with_work: list[int] = []
-        self.report: JobReport | None = None
-        self._ybuf: np.ndarray | None = None
-        self._closed = False
+    _xname = "x"
+    _expected = "A.shape[1]"
 
-    def _set_precision(self, dtype: np.dtype, applied: sp.csr_array) -> None:
-        """Decode with the coefficients as the workers applied them, at the
-        condition limit of the working precision.
+    def _check(self, x: Any) -> np.ndarray:
+        return _operand(x, self.shape[1], self.dtype, self._xname, self._expected)
 
-        A float32 job's coded blocks were built with the encoding rounded to
-        float32; decoding with the float64 coefficients would add an error of
-        about cond x 6e-8 on top of the workers' own rounding.
+    def submit(self, x: Any, *, timeout: float | None = None) -> Future:
+        """Start a round for ``x`` without waiting: a :class:`concurrent.futures.Future`.
+
+        ``x`` is checked now (a bad operand raises here); the round runs on
+        the operator's round thread, after the rounds submitted before it.
+        ``future.result()`` is the answer or raises the round's error
+        (:class:`~sparsecoded.errors.NotEnoughWorkers`,
+        :class:`~sparsecoded.errors.RoundTimeout`).
         """
-        self.dtype = np.dtype(dtype)
-        limit = self._max_condition
-        if limit is None:
-            limit = default_max_condition(self.dtype)
-        self._decoder = Decoder(applied, max_condition=limit)
+        operand = self._check(x)
+        return self._executor().submit(self._job().apply, operand, timeout)
 
-    def _place(self, row_payloads: dict[int, Any], encode_seconds: float) -> None:
-        per_worker: list[list[Any]] = [[] for _ in range(self.pool.n_workers)]
-        for r in sorted(row_payloads):
-            w = int(self._owner[r])
-            self._slot_row[(w, len(per_worker[w]))] = r
-            per_worker[w].append(row_payloads[r])
-        self._devices_with_work = [w for w, p in enumerate(per_worker) if p]
-        self._n_slots = sum(len(p) for p in per_worker)
-        t0 = time.perf_counter()
-        self.pool.place(self._job, per_worker)
-        self._base_report = JobReport(
-            encode_seconds=encode_seconds, place_seconds=time.perf_counter() - t0
-        )
-        self.report = self._base_report
+    def _executor(self) -> ThreadPoolExecutor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def _enough(self, results: Mapping[SlotKey, Any]) -> bool:
-        if len(results) < self.k:
-            return False
-        return self._decoder.enough([self._slot_row[key] for key in results], self._n_slots)
+    def apply(self, x: Any, *, timeout: float | None = None) -> np.ndarray:
+        """The product with ``x`` (length/rows ``shape[1]``), with a per-call ``timeout``."""
+        return self._job().apply(self._check(x), timeout)
 
-    def _best_of_what_arrived(self, exc: NotEnoughWorkers) -> RoundResult | None:
-        """The round's results when no more can come and they do decode.
+    # scipy's entry points: the shapes scipy promises, our checks and messages
+    def matvec(self, x: Any) -> np.ndarray:
+        if sp.issparse(x):
+            return self.apply(x)  # refused, with the reason
+        x_arr = np.asarray(x)
+        column = x_arr.ndim == 2 and x_arr.shape[1] == 1
+        y = self.apply(x_arr[:, 0] if column else x_arr)
+        if y.ndim != 1:
+            raise ValueError(f"matvec expects a vector, got shape {np.shape(x)}; use matmat")
+        return y[:, None] if column else y
 
-        ``_enough`` holds out for a system within ``max_condition``; once
-        every live worker has answered or died (the pool hands over what
-        arrived), the best system there is beats no answer, as when every
-        result is in.  ``report.condition`` then says how good it is.
-        """
-        rr = exc.partial
-        if rr is None or len(rr.results) < self.k:
-            return None
-        plan = self._decoder.plan([self._slot_row[key] for key in rr.results])
-        return rr if plan is not None else None
+    def matmat(self, X: Any) -> np.ndarray:
+        if sp.issparse(X):
+            return self.apply(X)  # refused, with the reason
+        X_arr = np.asarray(X)
+        if X_arr.ndim != 2:
+            raise ValueError(f"matmat expects a 2-D array, got shape {np.shape(X)}")
+        return self.apply(X_arr)
 
-    def _run_round(
-        self, operand: np.ndarray | None
-    ) -> tuple[RoundResult, DecodePlan, dict[int, Any], bool]:
-        if self._closed:
-            raise ValueError("this coded job is closed")
-        actions = None
-        if self.stragglers is not None:
-            actions = self.stragglers.plan(self.pool.n_workers, self._round)
-        made_before = self._decoder.misses
-        try:
-            rr = self.pool.run(
-                self._job,
-                self.op,
-                operand,
-                enough=self._enough,
-                actions=actions,
-                timeout=self.timeout,
-            )
-        except NotEnoughWorkers as exc:
-            rr = self._best_of_what_arrived(exc)
-            if rr is not None:
-                by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
-                plan = self._decoder.plan(list(by_row))
-                return rr, plan, by_row, plan.serial <= made_before
-            raise NotEnoughWorkers(
-                f"{type(self).__name__} round {self._round} failed: decoding needs results "
-                f"covering all k = {self.k} blocks (any {self.k} of the "
-                f"{len(self._devices_with_work)} workers "
-                f"for a straggler-optimal code); dead workers {exc.dead}, answered {exc.answered}. "
-                f"Pool said: {exc}",
-                dead=exc.dead,
-                answered=exc.answered,
-            ) from exc
-        finally:
-            self._round += 1
-        by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
-        plan = self._decoder.plan(list(by_row))
-        cached = plan.serial <= made_before  # factorised in an earlier round
-        return rr, plan, by_row, cached
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        return self.apply(np.ravel(x))
 
-    def _finish_report(
-        self, rr: RoundResult, plan: DecodePlan, decode_seconds: float, cached: bool
-    ) -> None:
-        per_device: dict[int, float] = {}
-        for (w, _), s in rr.compute_seconds.items():
-            per_device[w] = per_device.get(w, 0.0) + s
-        base = self._base_report
-        self.report = JobReport(
-            encode_seconds=base.encode_seconds,
-            place_seconds=base.place_seconds,
-            round_seconds=rr.seconds,
-            decode_seconds=decode_seconds,
-            compute_seconds=per_device,
-            answered=rr.answered,
-            cancelled=list(rr.cancelled),
-            dead=list(rr.dead),
-            rows_used=[int(r) for r in plan.rows],
-            condition=plan.condition,
-            decode_method=plan.method,
-            decode_cached=cached,
-            mode=rr.extra.get("mode", "live"),
-            round_index=self._round - 1,
-        )
+    def _matmat(self, X: np.ndarray) -> np.ndarray:
+        return self.apply(X)
 
-    def close(self) -> None:
-        """Free the blocks this job placed on the pool (the pool stays open)."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self.pool.drop(self._job)
-            except Exception:  # noqa: BLE001 - the pool may already be closed
-                pass
+    def dot(self, x: Any) -> Any:
+        if isinstance(x, LinearOperator) or np.isscalar(x):
+            return super().dot(x)
+        if sp.issparse(x):
+            return self.apply(x)  # refused, with the reason
+        x_arr = np.asarray(x)
+        if x_arr.ndim == 2 and x_arr.shape[1] != 1:
+            return self.matmat(x_arr)
+        return self.matvec(x_arr)
 
-    def __enter__(self):
-        return self
+    def __matmul__(self, x: Any) -> Any:
+        if np.isscalar(x):
+            raise ValueError("Scalar operands are not allowed, use '*' instead")
+        return self.dot(x)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __call__(self, x: Any) -> Any:
+        return self.dot(x)
+
+    @property
+    def report(self) -> JobReport | None:
+        """What this direction's last round did."""
+        return self._job().report
+
+    @property
+    def history(self) -> deque[JobReport]:
+        """This direction's last rounds, oldest first (bounded, see ``history=``)."""
+        return self._job().history
 
 
-class CodedMatVec(_CodedJob):
-    """``A @ x`` from the first responders of a coded pool.
+class CodedMatVec(_Rounds):
+    """``A @ x`` and ``A.T @ y`` from the first responders of a coded pool.
+
+    A :class:`scipy.sparse.linalg.LinearOperator`: ``op @ x``, ``op.matvec``,
+    ``op.matmat``, ``op.rmatvec``, ``op.rmatmat``, ``op.T``, ``op.H``,
+    ``op.adjoint()``, composition and scipy's iterative solvers all work.
+
+    The transpose products run on the workers too: on the first transpose
+    call each worker gets a second coded block built from ``A``'s ``k``
+    *column* blocks with the same code (``transpose_code=`` for another), so
+    it stores at most 2/k of ``A``, and ``A.T @ y`` tolerates the same
+    stragglers as ``A @ x``.
 
     Parameters
     ----------
     A : sparse or dense (m, c)
-        The matrix; converted to CSR once.  float32 stays float32 (the job
-        then works, and answers, in float32), other types become float64.
+        The matrix; converted to CSR once.  Must be real and finite.
     code : MVCode
         Its encoding's ``k`` row blocks must fit in ``A`` (``k <= m``).
-    pool : LocalPool, DaskPool or InlinePool
-        With at least ``code.n_workers`` workers; worker ``w`` computes the
-        rows of the encoding whose ``owner`` is ``w``.
+    pool : Pool
+        LocalPool, DaskPool, InlinePool...: at least ``code.n_workers``
+        workers; worker ``w`` computes the encoding rows whose ``owner`` is ``w``.
     stragglers : StragglerModel, optional
-        Injected on the worker side, per call (round index = call number).
+        Injected on the worker side, per round (round index = call number of
+        that direction).
     max_condition : float, optional
         Largest condition number of the responders' system a round accepts
         before it waits for one more worker.  Default by working precision:
@@ -267,120 +206,225 @@ class CodedMatVec(_CodedJob):
         :data:`~sparsecoded.decode.DEFAULT_MAX_CONDITION_FLOAT32` (1e5) for
         float32.
     timeout : float, optional
-        Per-round limit, default the pool's.
+        Per-round limit, default the pool's; each call may pass its own.
+    dtype : float32 or float64, optional
+        The working precision of the workers and of the answers.  Default:
+        float32 when ``A`` is float32, else float64.  Operands are cast to
+        it, so a float32 job answers in float32 even for a float64 ``x``
+        (unlike scipy, which promotes): pass ``dtype=np.float64`` for that.
+    transpose_code : MVCode, optional
+        The code for ``A``'s column blocks (default ``code``).
+    history : int
+        How many rounds' :class:`JobReport` to keep in ``history``.
+    on_round : callable, optional
+        Called with each round's :class:`JobReport` (both directions).
 
     Examples
     --------
     >>> import numpy as np, scipy.sparse as sp
     >>> from sparsecoded import design_mv
-    >>> from sparsecoded.inlinepool import InlinePool
+    >>> from sparsecoded.pools.inline import InlinePool
     >>> A = sp.random_array((100, 50), density=0.05, format="csr", rng=0)
-    >>> x = np.ones(50)
     >>> with InlinePool(6) as pool:
     ...     op = CodedMatVec(A, design_mv(6, 4, seed=0), pool)
-    ...     bool(np.allclose(op @ x, A @ x))
+    ...     bool(np.allclose(op @ np.ones(50), A @ np.ones(50)))
+    ...     bool(np.allclose(op.T @ np.ones(100), A.T @ np.ones(100)))
+    True
     True
     """
-
-    op = "matvec"
 
     def __init__(
         self,
         A: Any,
-        code: Any,
-        pool: Any,
+        code: MVCode,
+        pool: Pool,
         *,
         stragglers: StragglerModel | None = None,
         max_condition: float | None = None,
         timeout: float | None = None,
+        dtype: Any = None,
+        transpose_code: MVCode | None = None,
+        history: int = DEFAULT_HISTORY,
+        on_round: Callable[[JobReport], None] | None = None,
     ):
-        A = _as_csr(A, "A")
-        encoding = sp.csr_array(code.encoding)
-        n_rows, k = encoding.shape
-        m, c = A.shape
-        if k > m:
-            raise ValueError(
-                f"the code splits A into k = {k} row blocks, but A has only {m} rows: "
-                f"expected k <= {m}"
-            )
-        owner = np.asarray(
-            getattr(code, "owner", None)
-            if getattr(code, "owner", None) is not None
-            else np.arange(n_rows)
+        A = _as_matrix(A, "A")
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype not in (np.float32, np.float64):
+                raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ValueError(f"history must be an integer >= 0, got {history!r}")
+        self._A = A
+        self._kw = dict(
+            dtype=dtype,
+            stragglers=stragglers,
+            max_condition=max_condition,
+            timeout=timeout,
+            history=history,
+            on_round=on_round,
         )
-        n_devices = int(getattr(code, "n_workers", owner.max() + 1))
-        _check_pool(pool, n_devices)
-        self.shape = (m, c)
-        super().__init__(code, pool, encoding, owner, stragglers, max_condition, timeout)
-        t0 = time.perf_counter()
-        blocks = kernels.encode_row_blocks(A, encoding)
-        encode_seconds = time.perf_counter() - t0
-        self._set_precision(blocks[0].dtype, _as_applied(encoding, blocks[0].dtype))
-        self.block_rows = blocks[0].shape[0]
-        weights = np.diff(encoding.indptr)
-        self._place({r: blocks[r] for r in range(n_rows) if weights[r] > 0}, encode_seconds)
+        self._forward = _RowJob(A, code, pool, direction="matvec", **self._kw)
+        self._transpose_code = code if transpose_code is None else transpose_code
+        self._backward: _RowJob | None = None
+        self._guard = threading.Lock()
+        self._pool_executor: ThreadPoolExecutor | None = None
+        super().__init__(self._forward.dtype, A.shape)
 
-    def __call__(self, x: Any) -> np.ndarray:
-        """``A @ x`` for a vector ``x`` (length c) or a dense matrix ``X`` (c rows)."""
-        if sp.issparse(x):
-            raise ValueError(
-                f"x must be a dense vector or matrix, found a scipy sparse {x.format} matrix; "
-                "use CodedMatMat for sparse operands"
-            )
-        x = np.asarray(x)
+    # -- the two jobs --------------------------------------------------
+
+    def _job(self) -> _RowJob:
+        return self._forward
+
+    def _transposed_job(self) -> _RowJob:
+        """The job on ``A.T``, placed on the first transpose call and kept."""
+        with self._guard:
+            if self._backward is None:
+                if self._forward._closed:
+                    raise ValueError("this coded job is closed")
+                At = sp.csr_array(self._A.T)
+                self._backward = _RowJob(
+                    At,
+                    self._transpose_code,
+                    self._forward.pool,
+                    direction="rmatvec",
+                    name="A.T",
+                    **self._kw,
+                )
+            return self._backward
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._pool_executor is None:
+                if self._forward._closed:
+                    raise ValueError("this coded job is closed")
+                self._pool_executor = ThreadPoolExecutor(1, thread_name_prefix="sparsecoded-round")
+            return self._pool_executor
+
+    # -- transposes ----------------------------------------------------
+
+    def _transpose(self) -> _CodedTranspose:
+        return _CodedTranspose(self)
+
+    _adjoint = _transpose  # real: the adjoint is the transpose
+
+    def rmatvec(self, y: Any) -> np.ndarray:
+        return self.T.matvec(y)
+
+    def rmatmat(self, Y: Any) -> np.ndarray:
+        return self.T.matmat(Y)
+
+    def _rmatvec(self, y: np.ndarray) -> np.ndarray:
+        return self.T.apply(np.ravel(y))
+
+    def _rmatmat(self, Y: np.ndarray) -> np.ndarray:
+        return self.T.apply(Y)
+
+    # -- what the job was built from ------------------------------------
+
+    @property
+    def code(self) -> MVCode:
+        return self._forward.code
+
+    @property
+    def pool(self) -> Pool:
+        return self._forward.pool
+
+    @property
+    def stragglers(self) -> StragglerModel | None:
+        return self._forward.stragglers
+
+    @property
+    def timeout(self) -> float | None:
+        return self._forward.timeout
+
+    @property
+    def k(self) -> int:
+        return self._forward.k
+
+    @property
+    def block_rows(self) -> int:
+        return self._forward.block_rows
+
+    @property
+    def _decoder(self) -> Decoder:
+        return self._forward._decoder
+
+    def close(self) -> None:
+        """Free the blocks this job placed (both directions); the pool stays open."""
+        with self._guard:
+            executor, self._pool_executor = self._pool_executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)  # rounds in flight finish first
+        self._forward.close()
+        if self._backward is not None:
+            self._backward.close()
+
+    def __enter__(self) -> CodedMatVec:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
         m, c = self.shape
-        if x.ndim not in (1, 2):
-            raise ValueError(
-                f"x must be a vector or a 2-D matrix, got {x.ndim}-D (shape {x.shape})"
-            )
-        if x.shape[0] != c:
-            what = "x has length" if x.ndim == 1 else "X has"
-            rows = "" if x.ndim == 1 else " rows"
-            raise ValueError(f"{what} {x.shape[0]}{rows}, expected A.shape[1] = {c}")
-        if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_) or np.iscomplexobj(x):
-            raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
-        operand = np.ascontiguousarray(x, dtype=self.dtype)
-        finite = np.isfinite(operand)
-        if not finite.all():
-            # a coded block mixes several blocks: a NaN or inf would spread to
-            # rows of the answer that A @ x keeps finite
-            bad = np.argwhere(~finite)[0]
-            where = int(bad[0]) if x.ndim == 1 else tuple(int(i) for i in bad)
-            raise ValueError(
-                f"x must be finite, found {operand[tuple(bad)]} at index {where} "
-                f"(in {self.dtype}); coded decoding would spread it to other rows"
-            )
-        rr, plan, by_row, cached = self._run_round(operand)
-        t0 = time.perf_counter()
-        Y = self._stack([by_row[r] for r in plan.rows])
-        Z = plan.solve(Y)  # (k, b[, ncols])
-        out = Z.reshape((self.k * self.block_rows, *Z.shape[2:]))[:m]
-        # the job works in A's precision (x was cast to it): say so in the dtype
-        out = out.astype(self.dtype, copy=False)
-        self._finish_report(rr, plan, time.perf_counter() - t0, cached)
-        return out
+        code = self.code
+        return (
+            f"<CodedMatVec {m}x{c} {self.dtype}: {code.scheme} code n={code.n_workers} "
+            f"k={code.k} w={code.weight} on {type(self.pool).__name__}, "
+            f"transpose {'placed' if self._backward is not None else 'not placed'}>"
+        )
 
-    def __matmul__(self, x: Any) -> np.ndarray:
-        return self(x)
 
-    def _stack(self, results: list[np.ndarray]) -> np.ndarray:
-        """The results as one array, in a buffer kept from round to round.
+class _CodedTranspose(_Rounds):
+    """``A.T`` of a :class:`CodedMatVec`: its products run on the workers' column blocks."""
 
-        A fresh array of this size costs a page fault per 4 KiB on first
-        touch: measured at n = 20, k = 16 with 2,000-row blocks, stacking
-        into new memory took 160 us of a 300 us decode, into the kept buffer
-        about 30 us.  Buffers over ``_KEEP_BYTES`` are not kept.
-        """
-        shape = (len(results), *results[0].shape)
-        buf = self._ybuf
-        if buf is None or buf.shape != shape or buf.dtype != results[0].dtype:
-            buf = np.empty(shape, dtype=results[0].dtype)
-            self._ybuf = buf if buf.nbytes <= _KEEP_BYTES else None
-        return np.stack(results, out=buf)
+    _xname = "y"
+    _expected = "A.shape[0]"
+
+    def __init__(self, parent: CodedMatVec):
+        self._parent = parent
+        super().__init__(parent.dtype, (parent.shape[1], parent.shape[0]))
+
+    def _job(self) -> _RowJob:
+        return self._parent._transposed_job()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        return self._parent._executor()
+
+    def _transpose(self) -> CodedMatVec:
+        return self._parent
+
+    _adjoint = _transpose
+
+    def rmatvec(self, x: Any) -> np.ndarray:
+        return self._parent.matvec(x)
+
+    def rmatmat(self, X: Any) -> np.ndarray:
+        return self._parent.matmat(X)
+
+    def _rmatvec(self, x: np.ndarray) -> np.ndarray:
+        return self._parent.apply(np.ravel(x))
+
+    def _rmatmat(self, X: np.ndarray) -> np.ndarray:
+        return self._parent.apply(X)
+
+    @property
+    def report(self) -> JobReport | None:
+        """What the last transpose round did (None before the first)."""
+        job = self._parent._backward
+        return None if job is None else job.report
+
+    @property
+    def history(self) -> deque[JobReport]:
+        job = self._parent._backward
+        return deque() if job is None else job.history
+
+    def __repr__(self) -> str:
+        return f"<transpose of {self._parent!r}>"
 
 
 class CodedMatMat(_CodedJob):
-    """``A @ B`` from the first responders of a coded pool (SPEC section 3).
+    """``A @ B`` from the first responders of a coded pool (docs/theory.md section 5).
 
     ``A`` is split by rows into ``code.k_a`` blocks, ``B`` by columns into
     ``code.k_b``; worker ``i`` computes ``Ã_i @ B̃_i``.  :meth:`compute`
@@ -394,15 +438,17 @@ class CodedMatMat(_CodedJob):
         self,
         A: Any,
         B: Any,
-        code: Any,
-        pool: Any,
+        code: MMCode,
+        pool: Pool,
         *,
         stragglers: StragglerModel | None = None,
         max_condition: float | None = None,
         timeout: float | None = None,
+        history: int = DEFAULT_HISTORY,
+        on_round: Callable[[JobReport], None] | None = None,
     ):
-        A = _as_csr(A, "A")
-        B = _as_csr(B, "B")
+        A = _as_matrix(A, "A")
+        B = _as_matrix(B, "B")
         if B.shape[0] != A.shape[1]:
             raise ValueError(f"B has {B.shape[0]} rows, expected A.shape[1] = {A.shape[1]}")
         Ea = sp.csr_array(code.encoding_a)
@@ -425,12 +471,18 @@ class CodedMatMat(_CodedJob):
         self.k_a, self.k_b = k_a, k_b
         # worker i's row of the system in the unknowns C_pq (index p * k_b + q)
         kron = sp.csr_array(sp.vstack([sp.kron(Ea[[i]], Eb[[i]]) for i in range(n_rows)]))
-        owner = np.asarray(
-            getattr(code, "owner", None)
-            if getattr(code, "owner", None) is not None
-            else np.arange(n_rows)
+        owner = _owner(code, n_rows)
+        super().__init__(
+            code,
+            pool,
+            kron,
+            owner,
+            stragglers,
+            max_condition,
+            timeout,
+            history=history,
+            on_round=on_round,
         )
-        super().__init__(code, pool, kron, owner, stragglers, max_condition, timeout)
         t0 = time.perf_counter()
         blocks_a = kernels.encode_row_blocks(A, Ea)
         blocks_bt = kernels.encode_row_blocks(sp.csr_array(B.T), Eb)
@@ -449,9 +501,13 @@ class CodedMatMat(_CodedJob):
         payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
         self._place(payloads, encode_seconds)
 
-    def compute(self) -> sp.csr_array | np.ndarray:
+    def compute(self, *, timeout: float | None = None) -> sp.csr_array | np.ndarray:
         """Run one round and return ``A @ B``."""
-        rr, plan, by_row, cached = self._run_round(None)
+        with self._lock:
+            return self._compute(timeout)
+
+    def _compute(self, timeout: float | None) -> sp.csr_array | np.ndarray:
+        rr, plan, by_row, cached = self._run_round(None, timeout)
         t0 = time.perf_counter()
         results = [by_row[r] for r in plan.rows]
         if any(not sp.issparse(r) for r in results):
