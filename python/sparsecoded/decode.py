@@ -1,4 +1,4 @@
-"""Sparse-aware decoding of coded results (SPEC section 5).
+"""Sparse-aware decoding of coded results (docs/theory.md section 7).
 
 The responders ``R`` of a round sent ``Y_r = sum_j E[r, j] Z_j`` for the
 unknown blocks ``Z_j``.  A :class:`Decoder` picks ``k`` of them whose rows

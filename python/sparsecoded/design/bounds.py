@@ -1,4 +1,4 @@
-"""Lower bounds on the weight of straggler-optimal codes (SPEC sections 2, 3, 4).
+"""Lower bounds on the weight of straggler-optimal codes (docs/theory.md sections 2, 5, 6).
 
 The *weight* of a worker is the number of data blocks mixed into its coded
 block; the weight of a code is the largest worker weight.  These functions give
@@ -142,7 +142,7 @@ def mv_weight(n_workers: int, k: int) -> int:
 
 
 def mm_conditions(n_workers: int, k_a: int, k_b: int) -> tuple[int, int, int]:
-    """The three necessary conditions of SPEC section 3 as lower limits.
+    """The three necessary conditions of docs/theory.md section 5 as lower limits.
 
     Parameters
     ----------
@@ -169,16 +169,16 @@ def mm_conditions(n_workers: int, k_a: int, k_b: int) -> tuple[int, int, int]:
 
 
 def mm_counting_ok(n_workers: int, k_a: int, k_b: int, w_a: int, w_b: int) -> bool:
-    """A fourth necessary condition, missing from SPEC section 3.
+    """A fourth necessary condition, the refinement of docs/theory.md section 5.
 
     Fix a B-block q and let ``W_q`` be the workers holding it.  Each of the
     ``k_a`` cells ``(p, q)`` needs ``s + 1`` of them (condition 1 per cell),
     and one worker reaches at most ``w_a`` of these cells, so
     ``|W_q| >= ceil(k_a (s + 1) / w_a)``; condition 3 also asks
     ``|W_q| >= k_a + s``.  Summing over q, ``n w_b >= k_b max(k_a + s,
-    ceil(k_a (s + 1) / w_a))``, and symmetrically for A.  SPEC's three
+    ceil(k_a (s + 1) / w_a))``, and symmetrically for A.  docs/theory.md section 5's three
     conditions are the relaxation without the ceiling; with it some pairs
-    are infeasible although SPEC admits them (n = 19, 3 x 5: SPEC gives
+    are infeasible although those admit them (docs/theory.md section 5: n = 19, 3 x 5 gives
     (2, 2), but ``19 * 2 < 5 * ceil(3 * 5 / 2) = 40``).
 
     Parameters
@@ -214,7 +214,7 @@ def mm_feasible_pairs(
     n_workers, k_a, k_b : int
     refined : bool
         Also require :func:`mm_counting_ok` (the exact necessary conditions;
-        SPEC's three alone when False).
+        the three of docs/theory.md section 5 alone when False).
 
     Returns
     -------
@@ -242,12 +242,12 @@ def mm_weights(n_workers: int, k_a: int, k_b: int, *, refined: bool = False) -> 
     """Minimal weight pair ``(w_a, w_b)`` for a straggler-optimal matrix-matrix code.
 
     The pair with the smallest product ``w_a w_b`` that meets all three
-    necessary conditions of SPEC section 3 (see :func:`mm_conditions`); ties
+    necessary conditions of docs/theory.md section 5 (see :func:`mm_conditions`); ties
     go to the more balanced pair (see :func:`mm_feasible_pairs`).  Condition 1
     alone can be unattainable: at n = 24, 4 x 5 it asks for a product of 5,
     but no pair with ``w_a, w_b >= 2`` has product 5.
 
-    SPEC's three conditions are not sufficient for existence:
+    The three conditions (docs/theory.md section 5) are not sufficient:
     :func:`mm_counting_ok` is a fourth necessary one.  ``refined=True``
     applies it too (the value :func:`sparsecoded.design_mm` then reaches).
 
@@ -422,7 +422,7 @@ def coded_density(density: float, weight: int) -> float:
 
     An entry of the mix is nonzero when one of the ``weight`` blocks has it
     (cancellation has probability zero): ``1 - (1 - p)^weight``, about
-    ``weight * p`` for small p (SPEC section 1).
+    ``weight * p`` for small p (docs/theory.md section 1).
 
     Parameters
     ----------

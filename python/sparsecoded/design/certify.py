@@ -1,6 +1,6 @@
 """Certificates: does a code decode from every allowed set of responders?
 
-Three ways to know (SPEC sections 2, 3, 6):
+Three ways to know (docs/theory.md section 10; flow test: section 4):
 
 ``"exhaustive"``
     Every responder set is solved-for: the singular values of each

@@ -19,7 +19,7 @@ __all__ = ["cyclic_support", "random_support"]
 
 
 def cyclic_support(n_rows: int, k: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the cyclic layout of SPEC section 2.
+    """Rows and columns of the cyclic layout of docs/theory.md section 3.
 
     Row r starts at block ``floor(r k / n_rows)`` and takes ``w`` cyclically
     consecutive blocks.
@@ -128,7 +128,7 @@ def check_trials(trials: int) -> int:
 
 
 def nodes_uniform(n: int) -> np.ndarray:
-    # SPEC 7 / issue: z_i = -1 + 2 i / n, i = 1..n (the last node is 1)
+    # docs/theory.md section 9: z_i = -1 + 2 i / n, i = 1..n (the last node is 1)
     return -1.0 + 2.0 * np.arange(1, n + 1) / n
 
 

@@ -60,7 +60,7 @@ def design_mm(
 
     Notes
     -----
-    The ``"sparse"`` layout (SPEC section 3): workers ``0 .. k_a k_b - 1`` sit
+    The ``"sparse"`` layout (docs/theory.md section 5): workers ``0 .. k_a k_b - 1`` sit
     one per cell ``(p, q)`` of the ``k_a x k_b`` torus; each of the ``s``
     extra workers goes, greedily, to the cell whose windows cover the most
     cells, A-blocks and B-blocks still short of the necessary counts.  A
@@ -73,8 +73,8 @@ def design_mm(
     the order of :func:`sparsecoded.design.bounds.mm_feasible_pairs`; pairs that fail
     :func:`sparsecoded.design.bounds.mm_counting_ok` are provably infeasible and
     skipped.  Measured: for every n <= 30 and ``k_a k_b <= n`` the result is
-    ``mm_weights(n, k_a, k_b, refined=True)``; it differs from SPEC's
-    ``mm_weights(n, k_a, k_b)`` only where SPEC's pair is infeasible.
+    ``mm_weights(n, k_a, k_b, refined=True)``; it differs from docs/theory.md section 5's
+    ``mm_weights(n, k_a, k_b)`` (three conditions) only where that pair is infeasible.
 
     Examples
     --------
@@ -204,7 +204,7 @@ def _mm_place(n, ka, kb, wa, wb, rng, randomize: bool) -> np.ndarray | None:
     """Cells of all n workers: one per torus cell, then s extra by greedy search.
 
     Each extra worker goes to the cell whose windows cover the most
-    still-deficient product cells, A-blocks and B-blocks (SPEC 3's three
+    still-deficient product cells, A-blocks and B-blocks (docs/theory.md section 5's three
     necessary conditions); ties are broken at random when ``randomize``.
     Returns None if the conditions are not all met.
     """
@@ -246,7 +246,7 @@ def _mm_place(n, ka, kb, wa, wb, rng, randomize: bool) -> np.ndarray | None:
 def _mm_spread(n, ka, kb, wa, wb) -> np.ndarray | None:
     """Cells at evenly spread starts ``floor(i k_a k_b / n)`` (row-major on the torus).
 
-    With ``k_a = 1`` or ``k_b = 1`` this is exactly SPEC 2's matrix-vector
+    With ``k_a = 1`` or ``k_b = 1`` this is exactly docs/theory.md section 3's matrix-vector
     layout, which the greedy placement does not always find.
     """
     c = (np.arange(n, dtype=np.int64) * ka * kb) // n
@@ -283,7 +283,7 @@ def _mm_layout_ok(a: np.ndarray, b: np.ndarray, rng, *, exhaustive_limit: int) -
 
 
 def _sparse_mm_layout(n, ka, kb, rng, trials):
-    """Minimum-weight window layout (SPEC 3), verified by rank; falls back pair by pair."""
+    """Minimum-weight windows (docs/theory.md section 5), rank-verified; falls back pair by pair."""
     pairs = bounds.mm_feasible_pairs(n, ka, kb)
     skipped = []
     for wa, wb in [*pairs[:MM_MAX_PAIRS], (ka, kb)]:

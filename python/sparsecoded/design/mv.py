@@ -81,7 +81,7 @@ def design_mv(
         One of ``"sparse"`` (default), ``"uncoded"``, ``"replication"``,
         ``"mds"``, ``"polynomial"``, ``"orthopoly"``.
     capacities : sequence of int, optional
-        Coded blocks stored by each device (SPEC section 4); length
+        Coded blocks stored by each device (docs/theory.md section 6); length
         ``n_workers``.  Only for ``"sparse"``.  The rows are then the
         ``sum(capacities)`` coded blocks, dealt round-robin to the devices
         (``owner``), with the cyclic layout over the rows.  The weight starts
@@ -102,7 +102,7 @@ def design_mv(
     layout : str
         Support of ``"sparse"``: ``"random"`` (default: a balanced random
         support, kept once the flow test proves it straggler-optimal, else the
-        cyclic one) or ``"cyclic"`` (SPEC 2, straggler-optimal by
+        cyclic one) or ``"cyclic"`` (docs/theory.md section 3, straggler-optimal by
         construction).  Same weight.  The cyclic band is badly conditioned
         when a run of consecutive workers straggles, and more so as n grows
         (worst condition, n = 20, k = 16: 3.5e5 cyclic against 6.2e4 random;

@@ -286,7 +286,7 @@ def hall_surplus_test(support: sp.csr_array, s: int) -> tuple[bool, np.ndarray |
     sink (capacity 1).  With block j under test the max flow is ``k + s``
     iff every S containing j satisfies the condition; a smaller flow leaves
     a violating S as the blocks still reachable from the source in the
-    residual network.  One max flow per block (SPEC section 2).
+    residual network.  One max flow per block (docs/theory.md section 4).
 
     Parameters
     ----------
