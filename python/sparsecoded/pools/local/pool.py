@@ -1,412 +1,103 @@
 """The embedded worker pool: persistent processes, payloads and operands in shared memory.
 
 :class:`LocalPool` implements :class:`sparsecoded.pools.base.Pool` on one machine.
+This module is the master; :mod:`._worker` is the program of the worker
+processes and :mod:`._protocol` what the two agree on.
 
 Design
 ------
-- ``n_workers`` processes from the ``spawn`` start method, started once and kept.
-  Each has one duplex pipe to the master.  The pipes carry only small control
-  messages, except the results of ``"matmat"`` (computed once per job, so they
-  are pickled through the pipe) and any result larger than the room reserved
-  for it.
-- ``place`` copies each worker's payloads (CSR blocks, dense blocks, or tuples
-  of them such as the ``(A_coded, B_coded)`` pair of ``"matmat"``) into one
-  shared-memory segment per (job, worker).  The worker maps it and rebuilds
-  the matrices as views: nothing is copied again, whatever the number of rounds.
-- A round writes the operand once into a shared segment, sends every worker a
-  round message, and each worker writes ``compute(op, payload, x)`` for its
-  payloads, one after another, into its own result segment, signalling each
-  one on its pipe as soon as it is written (partial work of a slow device
-  counts).  The master waits with :func:`multiprocessing.connection.wait` on
-  the pipes and the process sentinels, and stops as soon as ``enough`` says so.
+- ``n_workers`` processes, started once and kept: fresh interpreters that run
+  :mod:`._worker` and import only ``sparsecoded`` (never the user's
+  ``__main__``: a script needs no ``if __name__ == "__main__":`` guard).  Each
+  has one socket to the master, inherited at start.  The sockets carry only
+  small control messages, except the results of ``"matmat"`` (computed once
+  per job, so they are pickled through the socket) and any result larger than
+  the room reserved for it.
+- ``place`` checks the payloads once (:func:`~sparsecoded.pools.base.place_payloads`)
+  and copies each worker's payloads into one shared-memory segment per (job,
+  worker).  The worker maps it and rebuilds the matrices as views: nothing is
+  copied or checked again, whatever the number of rounds.
+- A round checks the operand in O(1), writes it once into a shared segment,
+  sends every worker a round message, and each worker writes its products,
+  one payload after another, into its own result segment, signalling each one
+  on its socket as soon as it is written (partial work of a slow device
+  counts).  The master waits on the sockets with :mod:`selectors` and stops as
+  soon as ``enough`` says so.
 - Cancellation is cooperative: a shared counter holds the tag of the last
   decided round.  A worker polls it before and between its payloads and while
   it sleeps an injected delay (in slices of a few ms).  Late answers carry
   their round tag and are dropped.
-- A worker that dies is seen at once (pipe EOF or sentinel), reported in
+- A worker that dies is seen at once (socket EOF), reported in
   ``RoundResult.dead`` and respawned when the round ends, with its payloads
   re-placed from the segments the master still holds.
 - The master creates, and alone unlinks, every segment.  Workers map them
-  without registering them with the resource tracker, so a late or killed
-  worker can never make the tracker unlink (or complain about) a segment the
-  master still owns.  ``close()`` (also run by a finalizer at exit, and on
-  ``KeyboardInterrupt`` during a round) stops the workers and unlinks every
-  segment.  If the master is killed, the workers see their pipe close and
-  exit, and the resource tracker unlinks what the master had registered.
+  without registering them with a resource tracker.  ``close()`` (also run by
+  a finalizer at exit, and on ``KeyboardInterrupt`` during a round) stops the
+  workers and unlinks every segment.  If the master is killed, the workers see
+  their socket close and exit, and the master's resource tracker unlinks what
+  it had registered.
 
-Workers must be importable by a fresh interpreter (``spawn``): a script that
-builds a pool needs the usual ``if __name__ == "__main__":`` guard.
+Events (a worker died, was respawned, had its payloads re-placed) are logged
+at INFO on the ``sparsecoded.pools.local`` logger.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import pickle
-import secrets
-import select
-import signal
-import struct
+import selectors
+import socket
+import subprocess
 import sys
 import time
-import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection as mpc
-from multiprocessing import get_context
 from multiprocessing import shared_memory as mpshm
 from typing import Any
 
 import numpy as np
 
-from ...errors import NotEnoughWorkers, PoolClosed
+from ...errors import NotEnoughWorkers
 from ...stragglers import Action
-from ..base import RoundResult, SlotKey, check_round_args, check_timeout, compute
+from ..base import (
+    PlacedJob,
+    PoolBase,
+    RoundResult,
+    SlotKey,
+    check_threads,
+    check_timeout,
+    place_payloads,
+)
+from . import _protocol as P
+from ._protocol import SHM_PREFIX
 
 __all__ = ["LocalPool", "SHM_PREFIX"]
 
-#: every shared-memory segment of a pool is named ``SHM_PREFIX + "<master pid>_<random>"``
-SHM_PREFIX = "spcd_"
+log = logging.getLogger("sparsecoded.pools.local")
 
-_OPERAND_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_ALIGN = 64  # every array in a segment starts on a cache line
-_SLICE = 0.005  # seconds: how often an injected delay looks at the cancel counter
 _MAX_BACKLOG = 4  # rounds a worker may still owe before it is skipped (a hung worker)
-_CANCEL_ALL = 1 << 62  # counter value that cancels every round, at close
-_CTRL = struct.Struct("q")  # the counter: tag of the last decided round
 _MAX_WAIT = 3600.0  # seconds: the longest single wait (a longer timeout waits again)
-
-# message kinds (short: they are pickled every round)
-_M_ROUND, _M_PLACE, _M_DROP, _M_RESSEG, _M_STOP = "r", "p", "d", "s", "x"
-_W_READY, _W_SHM, _W_PIPE, _W_CANCELLED, _W_ERR = "R", "S", "P", "C", "E"
+_MIN_RESULT_AREA = 4096  # bytes: a worker's result area when no job needs more
 
 
-def _dumps(msg: tuple) -> bytes:
-    # plain pickle: Connection.send's ForkingPickler costs ~10 us more a message, and
-    # nothing sent here needs its reducers (no connections or fds travel)
-    return pickle.dumps(msg, pickle.HIGHEST_PROTOCOL)
+def _package_root() -> str:
+    """The directory that holds the ``sparsecoded`` package this master runs."""
+    import sparsecoded
 
-
-def _align(n: int) -> int:
-    return -(-n // _ALIGN) * _ALIGN
-
-
-def _segment_name() -> str:
-    # short enough for macOS (31 characters); the pid tells whose segment it is
-    return f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(5)}"
-
-
-def _attach(name: str) -> mpshm.SharedMemory:
-    """Map an existing segment without registering it with the resource tracker.
-
-    The tracker is shared with the master (spawn passes its pipe on) and keeps a
-    *set* of names: a worker's registration would be undone by the master's
-    unlink, or outlive it and make the tracker unlink or warn about it later.
-    """
-    if sys.version_info >= (3, 13):
-        return _close_fd(mpshm.SharedMemory(name=name, track=False))
-    from multiprocessing import resource_tracker
-
-    # Only ever called in a worker process, from its single thread.
-    register = resource_tracker.register
-    resource_tracker.register = lambda *args, **kwargs: None
-    try:
-        return _close_fd(mpshm.SharedMemory(name=name))
-    finally:
-        resource_tracker.register = register
-
-
-def _close_fd(shm: mpshm.SharedMemory) -> mpshm.SharedMemory:
-    """Close the descriptor SharedMemory keeps besides its mapping (mmap holds its own).
-
-    A segment then costs one descriptor, not two; nothing reads ``_fd`` again but
-    ``close()``, which skips it when it is -1.
-    """
-    fd = getattr(shm, "_fd", -1)
-    if fd >= 0:
-        os.close(fd)
-        shm._fd = -1
-    return shm
-
-
-def _close_quietly(shm: mpshm.SharedMemory | None) -> None:
-    if shm is None:
-        return
-    try:
-        shm.close()
-    except BufferError:
-        # A view is still alive somewhere (a traceback); the mapping goes with the process.
-        pass
-
-
-# --------------------------------------------------------------------------- payloads
-
-
-def _to_spec(obj: Any, arrays: list[np.ndarray], where: str) -> tuple:
-    """Describe ``obj`` as a nested spec; the arrays to copy are appended to ``arrays``."""
-    import scipy.sparse as sp
-
-    if sp.issparse(obj):
-        kind = "csr_matrix" if isinstance(obj, sp.csr_matrix) else "csr_array"
-        if obj.format != "csr":
-            obj = sp.csr_array(obj)  # other formats: converted once, here, on purpose
-        parts = []
-        for arr in (obj.data, obj.indices, obj.indptr):
-            parts.append(len(arrays))
-            arrays.append(np.ascontiguousarray(arr))
-        return (kind, tuple(int(s) for s in obj.shape), tuple(parts))
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise TypeError(f"{where} is an object array, expected a numeric array")
-        arrays.append(np.ascontiguousarray(obj))
-        return ("dense", len(arrays) - 1)
-    if isinstance(obj, (tuple, list)):
-        return ("tuple", tuple(_to_spec(o, arrays, f"{where}[{i}]") for i, o in enumerate(obj)))
-    raise TypeError(
-        f"{where} is a {type(obj).__name__}, expected a scipy sparse matrix, "
-        "a numpy array or a tuple of them"
-    )
-
-
-def _leaf_shape(spec: tuple, metas: list[tuple]) -> tuple[int, ...] | None:
-    if spec[0] in ("csr_array", "csr_matrix"):
-        return spec[1]
-    if spec[0] == "dense":
-        return metas[spec[1]][2]
-    return None
-
-
-def _leaf_dtype(spec: tuple, metas: list[tuple]) -> np.dtype:
-    index = spec[2][0] if spec[0] in ("csr_array", "csr_matrix") else spec[1]
-    return np.dtype(metas[index][1])
-
-
-def _from_spec(spec: tuple, views: list[np.ndarray]) -> Any:
-    import scipy.sparse as sp
-
-    kind = spec[0]
-    if kind == "dense":
-        return views[spec[1]]
-    if kind == "tuple":
-        return tuple(_from_spec(s, views) for s in spec[1])
-    cls = sp.csr_matrix if kind == "csr_matrix" else sp.csr_array
-    data, indices, indptr = (views[i] for i in spec[2])
-    return cls((data, indices, indptr), shape=spec[1], copy=False)
-
-
-def _fill(shm: mpshm.SharedMemory, metas: Sequence[tuple], arrays: Sequence[np.ndarray]) -> None:
-    for view, arr in zip(_views(shm, metas), arrays, strict=True):
-        view[...] = arr
-
-
-def _views(shm: mpshm.SharedMemory, metas: Sequence[tuple]) -> list[np.ndarray]:
-    return [
-        np.ndarray(shape, dtype=np.dtype(dt), buffer=shm.buf, offset=off)
-        for off, dt, shape in metas
-    ]
-
-
-# --------------------------------------------------------------------------- worker side
-
-
-class _MasterGone(BaseException):
-    """The master died: the worker leaves (a BaseException, so no handler reports it)."""
-
-
-class _Worker:
-    """State and loop of one worker process."""
-
-    def __init__(self, index: int, conn: mpc.Connection, ctrl: str, res: str):
-        self.index = index
-        self.conn = conn
-        self.ppid = os.getppid()
-        self.ctrl = _attach(ctrl)
-        self.res: mpshm.SharedMemory | None
-        try:
-            self.res = _attach(res)
-        except FileNotFoundError:
-            # a respawned worker: the master grew (and freed) this segment before we
-            # mapped it; the resize message that names the new one is in the pipe.
-            # Until it is read, results go through the pipe.
-            self.res = None
-        self.op: mpshm.SharedMemory | None = None
-        # job id -> (segment, payload list) or (None, reason it could not be placed)
-        self.jobs: dict[int, tuple[mpshm.SharedMemory | None, Any]] = {}
-
-    def cancelled(self, tag: int) -> bool:
-        return _CTRL.unpack_from(self.ctrl.buf, 0)[0] >= tag
-
-    def sleep(self, seconds: float, tag: int) -> bool:
-        """Sleep ``seconds`` unless round ``tag`` is decided first; True if it slept it all."""
-        end = time.monotonic() + seconds
-        while not self.cancelled(tag):
-            left = end - time.monotonic()
-            if left <= 0:
-                return True
-            time.sleep(min(left, _SLICE))
-            if os.getppid() != self.ppid:
-                raise _MasterGone
-        return False
-
-    def loop(self) -> None:
-        self.conn.send_bytes(_dumps((_W_READY, os.getpid())))
-        while True:
-            try:
-                msg = self.conn.recv()
-            except (EOFError, OSError):
-                return  # the master is gone
-            kind = msg[0]
-            if kind == _M_ROUND:
-                self.round(*msg[1:])
-            elif kind == _M_PLACE:
-                self.place(*msg[1:])
-            elif kind == _M_DROP:
-                self.drop(msg[1])
-            elif kind == _M_RESSEG:
-                _close_quietly(self.res)
-                try:
-                    self.res = _attach(msg[1])
-                except FileNotFoundError:
-                    # already replaced again while this worker was busy: a newer
-                    # message follows; until then results go through the pipe
-                    self.res = None
-            elif kind == _M_STOP:
-                return
-
-    def place(self, job: int, name: str, metas: list[tuple], specs: list[tuple]) -> None:
-        self.drop(job)
-        try:
-            shm = _attach(name)
-        except FileNotFoundError:
-            # dropped by the master before this message was read: a drop message follows
-            self.jobs[job] = (None, f"segment {name} was gone when worker {self.index} mapped it")
-            return
-        try:
-            views = _views(shm, metas)
-            self.jobs[job] = (shm, [_from_spec(s, views) for s in specs])
-        except Exception as exc:  # reported by the first round of this job
-            views = None
-            _close_quietly(shm)
-            self.jobs[job] = (None, f"worker {self.index} could not rebuild its payloads: {exc!r}")
-
-    def drop(self, job: int) -> None:
-        entry = self.jobs.pop(job, None)
-        if entry is not None:
-            shm, payloads = entry
-            del payloads, entry
-            _close_quietly(shm)
-
-    def operand(self, meta: tuple | None) -> np.ndarray | None:
-        if meta is None:
-            return None
-        name, shape, dtype = meta
-        if self.op is None or self.op.name.lstrip("/") != name:
-            _close_quietly(self.op)
-            self.op = None
-            self.op = _attach(name)
-        x = np.ndarray(shape, dtype=np.dtype(dtype), buffer=self.op.buf)
-        x.flags.writeable = False
-        return x
-
-    def send(self, msg: tuple) -> None:
-        self.conn.send_bytes(_dumps(msg))
-
-    def round(self, tag, job, op, xmeta, delay, crash, reserved) -> None:
-        try:
-            self._round(tag, job, op, xmeta, delay, crash, reserved)
-        except Exception as exc:  # a worker reports its failures, it does not die of them
-            self.send_error(tag, -1, exc)
-
-    def _round(self, tag, job, op, xmeta, delay, crash, reserved) -> None:
-        send = self.send
-        if self.cancelled(tag) or (delay > 0 and not self.sleep(delay, tag)):
-            send((_W_CANCELLED, tag))
-            return
-        if crash:
-            os.kill(os.getpid(), signal.SIGKILL)
-        # the master names the job (it alone knows it) in a note on this error
-        shm, payloads = self.jobs.get(job, (None, f"the job is not placed on worker {self.index}"))
-        if shm is None:
-            send((_W_ERR, tag, -1, RuntimeError(payloads), ""))
-            return
-        try:
-            x = self.operand(xmeta)
-        except FileNotFoundError:
-            if self.cancelled(tag):  # the master moved on and freed the old operand
-                send((_W_CANCELLED, tag))
-                return
-            raise
-        last = len(payloads) - 1
-        for slot, payload in enumerate(payloads):
-            if self.cancelled(tag):
-                send((_W_CANCELLED, tag))
-                return
-            t0 = time.perf_counter()
-            try:
-                out = compute(op, payload, x)
-            except Exception as exc:  # sent to the master, which raises it
-                self.send_error(tag, slot, exc)
-                return
-            seconds = time.perf_counter() - t0
-            if self.cancelled(tag):
-                send((_W_CANCELLED, tag))
-                return
-            if reserved is not None and self.res is not None and type(out) is np.ndarray:
-                offset, room = reserved[slot]
-                if out.nbytes <= room and offset + out.nbytes <= self.res.size:
-                    np.ndarray(out.shape, out.dtype, buffer=self.res.buf, offset=offset)[...] = out
-                    send(
-                        (_W_SHM, tag, slot, seconds, slot == last, out.shape, out.dtype.str, offset)
-                    )
-                    continue
-            send((_W_PIPE, tag, slot, seconds, slot == last, out))
-
-    def send_error(self, tag: int, slot: int, exc: Exception) -> None:
-        text = traceback.format_exc()
-        try:
-            self.send((_W_ERR, tag, slot, exc, text))
-        except Exception:  # the exception does not pickle: send its text
-            self.send((_W_ERR, tag, slot, RuntimeError(repr(exc)), text))
-
-    def release(self) -> None:
-        for job in list(self.jobs):
-            self.drop(job)
-        for shm in (self.op, self.res, self.ctrl):
-            _close_quietly(shm)
-        self.conn.close()
-
-
-def _worker_main(index: int, conn: mpc.Connection, ctrl: str, res: str) -> None:
-    # Ctrl-C reaches the whole process group: the master alone decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ... import kernels  # noqa: F401  (import the compute path before saying ready)
-
-    worker = _Worker(index, conn, ctrl, res)
-    try:
-        worker.loop()
-    except (_MasterGone, BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        worker.release()
-    # Everything the worker held is released above; skipping the interpreter's
-    # teardown (numpy, scipy) makes close() several times faster on a busy machine.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-# --------------------------------------------------------------------------- master side
+    return os.path.dirname(os.path.dirname(os.path.abspath(sparsecoded.__file__)))
 
 
 @dataclass
-class _Job:
-    id: int
-    segments: list[mpshm.SharedMemory | None]  # per worker (None: no payload)
-    place_msgs: list[tuple | None]  # per worker, resent to a respawned worker
-    specs: list[list[tuple]]  # per worker, per slot
-    metas: list[list[tuple]]
+class _Job(PlacedJob):
+    id: int = -1
+    segments: list[mpshm.SharedMemory | None] = field(default_factory=list)  # per worker
+    place_msgs: list[tuple | None] = field(default_factory=list)  # resent to a respawned worker
+    #: per worker, per slot: (rows, value dtype) of a matrix payload, None for a pair
+    slots: list[list[tuple[int, np.dtype] | None]] = field(default_factory=list)
     layouts: dict = field(default_factory=dict)  # (n_cols, dtype) -> result room per worker
 
 
@@ -415,34 +106,36 @@ class _Resources:
 
     def __init__(self) -> None:
         self.owner = os.getpid()
-        self.procs: list[Any] = []
+        self.procs: list[subprocess.Popen | None] = []
         self.conns: list[mpc.Connection | None] = []
         self.segments: dict[str, mpshm.SharedMemory] = {}
         self.ctrl: mpshm.SharedMemory | None = None
 
     def new_segment(self, size: int) -> mpshm.SharedMemory:
-        shm = mpshm.SharedMemory(name=_segment_name(), create=True, size=max(int(size), 1))
+        shm = mpshm.SharedMemory(name=P.segment_name(), create=True, size=max(int(size), 1))
         self.segments[shm.name] = shm
-        _close_fd(shm)
+        P.close_fd(shm)
         return shm
 
     def free_segment(self, shm: mpshm.SharedMemory | None) -> None:
         if shm is None:
             return
         self.segments.pop(shm.name, None)
-        _close_quietly(shm)
+        P.close_quietly(shm)
         try:
             shm.unlink()
         except FileNotFoundError:
             pass
 
-    def stop_process(self, proc: Any, grace: float) -> None:
-        proc.join(grace)
-        if proc.exitcode is None:
+    def stop_process(self, proc: subprocess.Popen, grace: float) -> None:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
             proc.kill()
-            proc.join(5.0)
-        if proc.exitcode is not None:
-            proc.close()
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
+                pass
 
     def shutdown(self) -> None:
         """Unlink every segment, then stop every worker.  Idempotent, and safe to call
@@ -450,7 +143,7 @@ class _Resources:
         if os.getpid() != self.owner:  # a forked copy of the master must not stop our workers
             return
         if self.ctrl is not None:
-            _CTRL.pack_into(self.ctrl.buf, 0, _CANCEL_ALL)
+            P.CTRL.pack_into(self.ctrl.buf, 0, P.CANCEL_ALL)
         # Segments first: unlinking is instant, and the workers keep their mappings.
         for shm in list(self.segments.values()):
             self.free_segment(shm)
@@ -459,7 +152,7 @@ class _Resources:
             for i, conn in enumerate(self.conns):
                 if conn is not None:
                     try:
-                        conn.send((_M_STOP,))
+                        conn.send_bytes(P.dumps((P.M_STOP,)))
                     except OSError:
                         pass
                     # closing our end also frees a worker blocked sending us a large result
@@ -476,13 +169,50 @@ class _Resources:
                 if proc is not None:
                     try:
                         proc.kill()
-                    except (OSError, ValueError):
+                    except OSError:
                         pass
         self.procs.clear()
         self.conns.clear()
 
 
-class LocalPool:
+class _Watch:
+    """The sockets of the live workers, in one persistent selector.
+
+    What :func:`multiprocessing.connection.wait` does, without registering
+    ``n`` objects anew at each call (a round waits once per arrival).
+    """
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._fds: dict[int, int] = {}  # worker -> its fd
+
+    def add(self, w: int, conn: mpc.Connection) -> None:
+        self.remove(w)
+        self._fds[w] = conn.fileno()
+        self._sel.register(conn.fileno(), selectors.EVENT_READ, w)
+
+    def remove(self, w: int) -> None:
+        fd = self._fds.pop(w, None)
+        if fd is not None:
+            try:
+                self._sel.unregister(fd)
+            except (KeyError, ValueError):
+                pass
+
+    def wait(self, timeout: float) -> list[int]:
+        """Workers whose socket is readable (a message, or EOF: the worker is gone)."""
+        if not self._fds:  # some selectors refuse to wait on nothing
+            if timeout > 0:
+                time.sleep(min(timeout, _MAX_WAIT))
+            return []
+        # a longer (or infinite) wait is cut: the callers loop until their deadline
+        return [key.data for key, _ in self._sel.select(max(min(timeout, _MAX_WAIT), 0.0))]
+
+    def close(self) -> None:
+        self._sel.close()
+
+
+class LocalPool(PoolBase):
     """``n_workers`` persistent processes on this machine, fed through shared memory.
 
     Implements :class:`sparsecoded.pools.base.Pool`.  See the module docstring for the
@@ -494,14 +224,18 @@ class LocalPool:
         Number of worker processes (>= 1).
     timeout : float
         Default limit, in seconds, of a round (:meth:`run`); ``inf`` means no
-        limit.  Start-up waits ``max(timeout, 60)`` seconds: spawned workers
-        import numpy and scipy, which takes seconds on a loaded machine.
+        limit.  Start-up waits ``max(timeout, 60)`` seconds: workers import
+        numpy and scipy, which takes seconds on a loaded machine.
+    threads_per_worker : int
+        OpenMP threads of each kernel call on a worker (>= 1).
 
     Notes
     -----
+    POSIX only (Linux, macOS): the workers inherit their socket through
+    ``pass_fds`` and the segments are POSIX shared memory.
     ``"matvec"`` results come back through shared memory; ``"matmat"`` results
     (computed once per job, possibly sparse) are pickled through the worker's
-    pipe, as is any result larger than the room reserved for it.
+    socket, as is any result larger than the room reserved for it.
     A ``KeyboardInterrupt`` (or other non-``Exception``) during a round closes
     the pool before it propagates.  An injected ``Action.delay`` is slept once,
     before the worker's first payload; ``Action.crash`` makes the worker SIGKILL
@@ -522,17 +256,17 @@ class LocalPool:
     True
     """
 
-    def __init__(self, n_workers: int, *, timeout: float = 60.0):
+    def __init__(self, n_workers: int, *, timeout: float = 60.0, threads_per_worker: int = 1):
         if isinstance(n_workers, bool) or not isinstance(n_workers, (int, np.integer)):
             raise TypeError(f"n_workers must be an int, got {type(n_workers).__name__}")
         if n_workers < 1:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         self.n_workers = int(n_workers)
         self.timeout = check_timeout(timeout)
-        self._ctx = get_context("spawn")
+        self.threads_per_worker = check_threads(threads_per_worker)
+        self._root = _package_root()
         self._res = _Resources()
         self._finalizer = weakref.finalize(self, self._res.shutdown)
-        self._closed_reason: str | None = None
         self._jobs: dict[Any, _Job] = {}
         self._next_job_id = 0
         self._tag = 0
@@ -543,10 +277,10 @@ class LocalPool:
         self._dtypes: dict[str, np.dtype] = {}
         self._watch = _Watch()
         try:
-            self._res.ctrl = self._res.new_segment(_CTRL.size)
-            _CTRL.pack_into(self._res.ctrl.buf, 0, 0)
+            self._res.ctrl = self._res.new_segment(P.CTRL.size)
+            P.CTRL.pack_into(self._res.ctrl.buf, 0, 0)
             for _ in range(self.n_workers):
-                self._result_segs.append(self._res.new_segment(4096))
+                self._result_segs.append(self._res.new_segment(_MIN_RESULT_AREA))
                 self._res.procs.append(None)
                 self._res.conns.append(None)
             for w in range(self.n_workers):
@@ -559,35 +293,41 @@ class LocalPool:
     # ----------------------------------------------------------------- lifecycle
 
     def _spawn(self, w: int) -> None:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main,
-            args=(w, child, self._res.ctrl.name, self._result_segs[w].name),
-            name=f"sparsecoded-worker-{w}",
-            daemon=True,
-        )
+        parent, child = socket.socketpair()
         try:
-            proc.start()
+            args = [self._root, str(child.fileno()), str(w), self._res.ctrl.name]
+            args += [self._result_segs[w].name, str(self.threads_per_worker)]
+            proc = subprocess.Popen(
+                [sys.executable, "-c", P.BOOT, *args],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                # its own session: Ctrl-C in a terminal reaches the master alone,
+                # which decides what stops (the worker also ignores SIGINT)
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()  # else the master never sees EOF when the worker dies
+        conn = mpc.Connection(parent.detach())
         self._res.procs[w] = proc
-        self._res.conns[w] = parent
-        self._watch.add(w, parent, proc.sentinel)
+        self._res.conns[w] = conn
+        self._watch.add(w, conn)
         self._backlog[w].clear()
 
     def _await_ready(self) -> None:
-        deadline = time.monotonic() + max(self.timeout, 60.0)
+        limit = max(self.timeout, 60.0)
+        deadline = time.monotonic() + limit
         waiting = set(range(self.n_workers))
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RuntimeError(
-                    f"workers {sorted(waiting)} did not start within {max(self.timeout, 60.0)} s"
-                )
+                raise RuntimeError(f"workers {sorted(waiting)} did not start within {limit} s")
             for conn in mpc.wait([self._res.conns[w] for w in waiting], min(left, _MAX_WAIT)):
                 w = self._res.conns.index(conn)
                 try:
-                    conn.recv()
+                    conn.recv_bytes()
                 except EOFError:
                     code = self._exit_code(w)
                     raise RuntimeError(
@@ -597,16 +337,20 @@ class LocalPool:
 
     def _respawn(self, w: int) -> None:
         proc, conn = self._res.procs[w], self._res.conns[w]
-        self._watch.remove(w)  # before its fds close and their numbers get reused
+        self._watch.remove(w)  # before its fd closes and its number gets reused
         if conn is not None:
             conn.close()
         if proc is not None:
             self._res.stop_process(proc, 0.1)
         self._res.procs[w] = self._res.conns[w] = None
         self._spawn(w)
-        for job in self._jobs.values():
-            if job.place_msgs[w] is not None:
-                self._send(w, job.place_msgs[w])
+        jobs = [job for job in self._jobs.values() if job.place_msgs[w] is not None]
+        log.info(
+            "LocalPool worker %d respawned (pid %d); re-placing %d jobs on it",
+            w, self._res.procs[w].pid, len(jobs),
+        )  # fmt: skip
+        for job in jobs:
+            self._send(w, job.place_msgs[w])
 
     def _respawn_pending(self) -> list[int]:
         done = sorted(self._to_respawn)
@@ -625,7 +369,7 @@ class LocalPool:
 
     def _send(self, w: int, msg: tuple) -> bool:
         try:
-            self._res.conns[w].send_bytes(_dumps(msg))
+            self._res.conns[w].send_bytes(P.dumps(msg))
             return True
         except OSError:  # BrokenPipeError: the worker is gone
             self._lost(w)
@@ -647,28 +391,13 @@ class LocalPool:
             # first, so an interrupted shutdown would never be run again
             self._res.shutdown()
             self._finalizer.detach()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called (or the pool closed itself)."""
-        return self._closed_reason is not None
+            self._watch.close()
 
     @property
     def pids(self) -> list[int | None]:
         """Process id of each worker (a respawned worker has a new one)."""
         self._check_open()
         return [p.pid if p is not None else None for p in self._res.procs]
-
-    def _check_open(self) -> None:
-        if self._closed_reason is not None:
-            raise PoolClosed(f"this LocalPool is closed ({self._closed_reason})")
-
-    def __enter__(self) -> LocalPool:
-        self._check_open()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self._jobs)} jobs"
@@ -679,57 +408,48 @@ class LocalPool:
     def place(self, job: str, payloads: Sequence[Sequence[Any]]) -> None:
         """Store ``payloads[w]`` (a list of blocks) on worker ``w`` under ``job``.
 
-        Blocks are scipy sparse matrices (kept as CSR; other formats are converted
-        once), numpy arrays, or tuples of them (the pair of ``"matmat"``).  A job
-        placed again replaces the old payloads.
+        Blocks are scipy sparse matrices or 2-D numpy arrays (kept as CSR; other
+        formats are converted once), or pairs ``(A_coded, B_coded)`` for
+        ``"matmat"``; each is checked in full here, once.  A job placed again
+        replaces the old payloads.
         """
         self._check_open()
-        if isinstance(payloads, (str, bytes)) or not isinstance(payloads, Sequence):
-            raise TypeError(
-                f"payloads must be a list of n_workers lists, got {type(payloads).__name__}"
-            )
-        if len(payloads) != self.n_workers:
-            raise ValueError(
-                f"payloads has {len(payloads)} entries, expected n_workers = {self.n_workers}"
-            )
-        prepared = []
-        for w, blocks in enumerate(payloads):
-            if not isinstance(blocks, (list, tuple)):
-                raise TypeError(
-                    f"payloads[{w}] is a {type(blocks).__name__}, expected a list of blocks"
-                )
-            arrays: list[np.ndarray] = []
-            specs = [_to_spec(b, arrays, f"payloads[{w}][{s}]") for s, b in enumerate(blocks)]
-            prepared.append((specs, arrays))
+        placed = place_payloads(payloads, self.n_workers)
         # Build every segment first: a failure here (EMFILE, ENOSPC, Ctrl-C) frees what
         # was built and leaves the pool as it was, the old job under this key included.
-        record = _Job(self._next_job_id, [], [], [], [])
+        record = _Job(
+            [], placed.n_cols, placed.dtype, placed.first_matrix, placed.first_pair,
+            id=self._next_job_id,
+        )  # fmt: skip
         try:
-            for specs, arrays in prepared:
-                metas, offset = [], 0
-                for arr in arrays:
-                    metas.append((offset, arr.dtype.str, arr.shape))
-                    offset += _align(arr.nbytes)
+            for blocks in placed.payloads:
+                arrays: list[np.ndarray] = []
+                specs = [P.to_spec(b, arrays) for b in blocks]
+                record.slots.append(
+                    [
+                        (b.shape[0], b.data.dtype) if b.__class__ is not tuple else None
+                        for b in blocks
+                    ]
+                )
                 if not specs:
                     record.segments.append(None)
                     record.place_msgs.append(None)
-                else:
-                    shm = self._res.new_segment(offset)
-                    record.segments.append(shm)
-                    _fill(shm, metas, arrays)
-                    record.place_msgs.append((_M_PLACE, record.id, shm.name, metas, specs))
-                record.specs.append(specs)
-                record.metas.append(metas)
+                    continue
+                metas, size = P.layout(arrays)
+                shm = self._res.new_segment(size)
+                record.segments.append(shm)
+                P.fill(shm, metas, arrays)
+                record.place_msgs.append((P.M_PLACE, record.id, shm.name, metas, specs))
         except BaseException:
             for shm in record.segments:
                 self._res.free_segment(shm)
             raise
         self._next_job_id += 1
         # Then swap the jobs and tell the workers.  A message cut in half (Ctrl-C
-        # inside a send) would desynchronise that pipe: as in a round, that closes
+        # inside a send) would desynchronise that socket: as in a round, that closes
         # the pool.  A send to a dead worker just marks it for respawn.
         try:
-            self.drop(job)
+            self._drop(job, shrink=False)
             self._jobs[job] = record
             for w, msg in enumerate(record.place_msgs):
                 if msg is not None:
@@ -743,83 +463,63 @@ class LocalPool:
         self._respawn_pending()
 
     def drop(self, job: str) -> None:
-        """Free what ``job`` placed (nothing happens for a job not placed)."""
+        """Free what ``job`` placed (nothing happens for a job not placed).
+
+        Its payload segments are unlinked, and the operand and result areas
+        shrink to what the jobs still placed need.
+        """
         self._check_open()
+        self._drop(job, shrink=True)
+
+    def _drop(self, job: str, *, shrink: bool) -> None:
         record = self._jobs.pop(job, None)
         if record is None:
             return
         for w, shm in enumerate(record.segments):
             if shm is not None:
-                self._send(w, (_M_DROP, record.id))
+                self._send(w, (P.M_DROP, record.id))
                 self._res.free_segment(shm)
+        if not shrink:
+            return
+        if not self._jobs:
+            self._res.free_segment(self._operand)  # a late worker keeps its mapping
+            self._operand = None
+        for w, seg in enumerate(self._result_segs):
+            need = max(
+                [_MIN_RESULT_AREA]
+                + [lay[w][1] for j in self._jobs.values() for lay in j.layouts.values()]
+            )
+            if seg.size > need:
+                self._result_segs[w] = self._res.new_segment(need)
+                self._send(w, (P.M_RESSEG, self._result_segs[w].name))
+                self._res.free_segment(seg)
 
     # ----------------------------------------------------------------- rounds
 
-    def _check_run(self, job, op, operand, actions, timeout):
-        check_round_args(job, self._jobs, op, actions, self.n_workers)
-        record = self._jobs[job]
-        timeout = self.timeout if timeout is None else check_timeout(timeout)
-        x = None
-        if op == "matvec":
-            if operand is None:
-                raise ValueError("op 'matvec' needs an operand, got None")
-            x = np.asarray(operand)
-            if x.dtype not in _OPERAND_DTYPES:
-                raise ValueError(f"operand has dtype {x.dtype}, expected float32 or float64")
-            if x.ndim not in (1, 2):
-                raise ValueError(
-                    f"operand has {x.ndim} dimensions, expected 1 (vector) or 2 (matrix)"
-                )
-            for w, specs in enumerate(record.specs):
-                for s, spec in enumerate(specs):
-                    shape = _leaf_shape(spec, record.metas[w])
-                    if shape is None or len(shape) != 2:
-                        raise ValueError(
-                            f"op 'matvec' needs a matrix in payload ({w}, {s}), found a {spec[0]}"
-                        )
-                    if shape[1] != x.shape[0]:
-                        raise ValueError(
-                            f"operand has {x.shape[0]} rows, expected {shape[1]} "
-                            f"(the columns of payload ({w}, {s}))"
-                        )
-        else:
-            for w, specs in enumerate(record.specs):
-                for s, spec in enumerate(specs):
-                    if spec[0] != "tuple" or len(spec[1]) != 2:
-                        found = (
-                            f"a tuple of {len(spec[1])}" if spec[0] == "tuple" else f"a {spec[0]}"
-                        )
-                        raise ValueError(
-                            f"op 'matmat' needs a pair (A_coded, B_coded) in payload ({w}, {s}), "
-                            f"found {found}"
-                        )
-        return record, x, timeout
-
-    def _layout(self, record: _Job, x: np.ndarray) -> list[tuple | None]:
+    def _layout(self, record: _Job, x: np.ndarray) -> list[tuple]:
         """Where each worker writes each slot's result: ((offset, room) per slot) per worker."""
         n_cols = 1 if x.ndim == 1 else x.shape[1]
         key = (n_cols, x.dtype.str)
         layout = record.layouts.get(key)
         if layout is None:
             layout = []
-            for w, specs in enumerate(record.specs):
-                slots, offset = [], 0
-                for spec in specs:
-                    rows = _leaf_shape(spec, record.metas[w])[0]
-                    itemsize = np.result_type(_leaf_dtype(spec, record.metas[w]), x.dtype).itemsize
-                    room = _align(rows * n_cols * itemsize)
-                    slots.append((offset, room))
+            for slots in record.slots:
+                rooms, offset = [], 0
+                for rows, dtype in slots:
+                    itemsize = np.result_type(dtype, x.dtype).itemsize
+                    room = P.align(rows * n_cols * itemsize)
+                    rooms.append((offset, room))
                     offset += room
-                layout.append((tuple(slots), offset))
+                layout.append((tuple(rooms), offset))
             record.layouts[key] = layout
         reserved = []
-        for w, (slots, total) in enumerate(layout):
+        for w, (rooms, total) in enumerate(layout):
             if total > self._result_segs[w].size:
                 old = self._result_segs[w]
                 self._result_segs[w] = self._res.new_segment(max(total, 2 * old.size))
-                self._send(w, (_M_RESSEG, self._result_segs[w].name))
+                self._send(w, (P.M_RESSEG, self._result_segs[w].name))
                 self._res.free_segment(old)
-            reserved.append(slots)
+            reserved.append(rooms)
         return reserved
 
     def _write_operand(self, x: np.ndarray) -> tuple:
@@ -837,18 +537,17 @@ class LocalPool:
             dt = self._dtypes[code] = np.dtype(code)
         return dt
 
-    def _drain(self) -> list[int]:
-        """Read what workers sent after earlier rounds were decided; return workers found dead."""
+    def _drain(self, workers: Sequence[int] | None = None) -> list[int]:
+        """Read what workers sent after earlier rounds were decided; return workers found
+        dead (all ready workers, or only those of ``workers``)."""
         dead = []
-        for w, is_sentinel in self._watch.wait(0.0):
-            if w in self._to_respawn:
+        for w in self._watch.wait(0.0):
+            if w in self._to_respawn or (workers is not None and w not in workers):
                 continue
             conn = self._res.conns[w]
             try:
                 while conn.poll():
                     self._note_done(w, pickle.loads(conn.recv_bytes()))
-                if is_sentinel:
-                    raise EOFError
             except (EOFError, OSError):
                 self._lost(w)
                 dead.append(w)
@@ -856,13 +555,15 @@ class LocalPool:
 
     def _lost(self, w: int) -> None:
         """Worker ``w`` is dead (or unusable): stop watching it, respawn it later."""
+        if w not in self._to_respawn:
+            log.info("LocalPool worker %d died; it is respawned after this round", w)
         self._to_respawn.add(w)
         self._watch.remove(w)
 
     def _note_done(self, w: int, msg: tuple) -> None:
         """Track which rounds a worker has finished (for the backlog guard)."""
         kind = msg[0]
-        if kind in (_W_CANCELLED, _W_ERR) or (kind in (_W_SHM, _W_PIPE) and msg[4]):
+        if kind in (P.W_CANCELLED, P.W_ERR) or (kind in (P.W_SHM, P.W_PIPE) and msg[4]):
             backlog = self._backlog[w]
             while backlog and backlog[0] <= msg[1]:
                 backlog.popleft()
@@ -889,19 +590,19 @@ class LocalPool:
         ------
         NotEnoughWorkers
             As soon as every live worker has answered or died and ``enough`` is
-            still False, or when ``timeout`` (default: the pool's) passes.
+            still False; :class:`~sparsecoded.errors.RoundTimeout` when
+            ``timeout`` (default: the pool's) passes.
         ValueError
             Unknown op or job, an operand that is not a float32/float64 vector or
             matrix of the payloads' column count, ``actions`` of the wrong length.
         """
-        self._check_open()
-        record, x, timeout = self._check_run(job, op, operand, actions, timeout)
+        record, x, limit = self._start_round(job, op, operand, actions, timeout)
         try:
-            return self._run(job, record, op, x, enough, actions, timeout)
+            return self._run(job, record, op, x, enough, actions, limit)
         except Exception:
             raise
         except BaseException:
-            # Ctrl-C (or exit) mid-round: a pipe may hold half a message; stop everything.
+            # Ctrl-C (or exit) mid-round: a socket may hold half a message; stop everything.
             self._closed_reason = "closed by a KeyboardInterrupt during a round"
             self.close()
             raise
@@ -921,25 +622,20 @@ class LocalPool:
         if x is not None:
             xmeta = self._write_operand(x)
             reserved = self._layout(record, x)
-        results: dict[SlotKey, Any] = {}
-        order: list[SlotKey] = []
-        seconds: dict[SlotKey, float] = {}
-        arrival: dict[SlotKey, float] = {}
         pending: dict[int, int] = {}  # worker -> results still owed
         skipped: list[int] = []
         dead: list[int] = []
         crashing: list[int] = []
-        t0 = time.perf_counter()
-        state = _RoundState(tag, job, enough, results, order, seconds, arrival, pending, t0)
+        st = _RoundState(tag, job, enough, {}, [], {}, {}, pending, time.perf_counter())
 
         def round_result(elapsed: float) -> RoundResult:
             # the round as it stands: decided, or (for NotEnoughWorkers.partial) given up
             extra["skipped"] = skipped
-            extra["arrival"] = arrival
+            extra["arrival"] = st.arrival
             return RoundResult(
-                results=results,
-                order=order,
-                compute_seconds=seconds,
+                results=st.results,
+                order=st.order,
+                compute_seconds=st.seconds,
                 cancelled=sorted(set(pending) | set(skipped)),
                 dead=sorted(dead),
                 seconds=elapsed,
@@ -947,8 +643,8 @@ class LocalPool:
             )
 
         try:
-            for w, specs in enumerate(record.specs):
-                if not specs:
+            for w, slots in enumerate(record.slots):
+                if not slots:
                     continue
                 if len(self._backlog[w]) >= _MAX_BACKLOG:
                     skipped.append(w)
@@ -957,57 +653,38 @@ class LocalPool:
                 delay, crash = (
                     (float(act.delay), bool(act.crash)) if act is not None else (0.0, False)
                 )
-                msg = (
-                    _M_ROUND,
-                    tag,
-                    record.id,
-                    op,
-                    xmeta,
-                    delay,
-                    crash,
-                    None if reserved is None else reserved[w],
-                )
-                if self._send(w, msg):
+                room = None if reserved is None else reserved[w]
+                if self._send(w, (P.M_ROUND, tag, record.id, op, xmeta, delay, crash, room)):
                     self._backlog[w].append(tag)
-                    pending[w] = len(specs)
+                    pending[w] = len(slots)
                     if crash:
                         crashing.append(w)
                 else:
                     dead.append(w)
-            decided = not pending and enough(results)
+            decided = not pending and enough(st.results)
             deadline = time.monotonic() + timeout
             while not decided:
                 if not pending:
-                    raise NotEnoughWorkers(
-                        self._short_message(job, tag, results, dead, skipped, order, respawned),
-                        dead=dead,
-                        answered=_answered(order),
-                        partial=round_result(time.perf_counter() - t0),
-                    )
+                    raise self._round_failed(
+                        job, "enough(results) is still False with every live worker done",
+                        order=st.order, n_results=len(st.results), dead=dead, timed_out=False,
+                        partial=round_result(time.perf_counter() - st.t0),
+                        more=self._dead_note(dead, respawned, skipped),
+                    )  # fmt: skip
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._finish_crashes(crashing, pending, dead)
-                    raise NotEnoughWorkers(
-                        f"round {tag} of job {job!r} timed out after {timeout:g} s: "
-                        f"{len(_answered(order))} of {self.n_workers} workers answered "
-                        f"({len(results)} results); still busy (cancelled): {sorted(pending)}; "
-                        f"dead: {sorted(dead) or 'none'}",
-                        dead=dead,
-                        answered=_answered(order),
-                    )
-                for w, is_sentinel in self._watch.wait(left):
+                    raise self._round_failed(
+                        job, f"timed out after {timeout:g} s",
+                        order=st.order, n_results=len(st.results), dead=dead, timed_out=True,
+                        more=f"; still busy (cancelled): {sorted(pending)}",
+                    )  # fmt: skip
+                for w in self._watch.wait(left):
                     if w in self._to_respawn:
                         continue  # found dead earlier in this batch
-                    conn = conns[w]
                     try:
-                        if is_sentinel:  # it exited: read what it sent first
-                            while conn.poll() and not decided:
-                                decided = self._take(w, pickle.loads(conn.recv_bytes()), state)
-                            if decided:
-                                break
-                            raise EOFError
                         # one message per readiness: the next wait returns at once if more
-                        if self._take(w, pickle.loads(conn.recv_bytes()), state):
+                        if self._take(w, pickle.loads(conns[w].recv_bytes()), st):
                             decided = True
                             break
                     except (EOFError, OSError):
@@ -1015,18 +692,16 @@ class LocalPool:
                         dead.append(w)
                         pending.pop(w, None)
             # report workers already dead at the decision, without waiting for any
-            for w, is_sentinel in self._watch.wait(0.0):
-                if is_sentinel and w in pending:
-                    self._lost(w)
-                    dead.append(w)
-                    del pending[w]
+            for w in self._drain(list(pending)):
+                dead.append(w)
+                del pending[w]
             self._finish_crashes(crashing, pending, dead)
-            elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - st.t0
         except NotEnoughWorkers:
             self._respawn_quietly()
             raise
         finally:
-            _CTRL.pack_into(self._res.ctrl.buf, 0, tag)  # cancel whoever still works on it
+            P.CTRL.pack_into(self._res.ctrl.buf, 0, tag)  # cancel whoever still works on it
         self._respawn_quietly()
         return round_result(elapsed)
 
@@ -1048,11 +723,11 @@ class LocalPool:
         """Handle one message of worker ``w``; True when the round is decided."""
         self._note_done(w, msg)
         kind = msg[0]
-        if msg[1] != st.tag or kind == _W_READY:
+        if msg[1] != st.tag or kind == P.W_READY:
             return False  # stale: an earlier round's, or a respawned worker saying hello
-        if kind == _W_SHM or kind == _W_PIPE:
+        if kind == P.W_SHM or kind == P.W_PIPE:
             key = (w, msg[2])
-            if kind == _W_SHM:
+            if kind == P.W_SHM:
                 shape, dt, off = msg[5], msg[6], msg[7]
                 buf = self._result_segs[w].buf
                 value = np.ndarray(shape, self._dtype(dt), buffer=buf, offset=off).copy()
@@ -1068,19 +743,14 @@ class LocalPool:
             else:
                 del st.pending[w]
             return bool(st.enough(st.results))
-        if kind == _W_ERR:
+        if kind == P.W_ERR:
             self._raise_worker_error(w, st.job, msg)
-        if kind == _W_CANCELLED:  # cannot happen before the decision; be safe
+        if kind == P.W_CANCELLED:  # cannot happen before the decision; be safe
             st.pending.pop(w, None)
         return False
 
-    def _short_message(self, job, tag, results, dead, skipped, order, respawned) -> str:
-        answered = _answered(order)
-        text = (
-            f"round {tag} of job {job!r}: enough(results) is still False with every live "
-            f"worker done: {len(answered)} of {self.n_workers} workers answered "
-            f"({len(results)} results); dead workers: {sorted(dead) or 'none'}"
-        )
+    def _dead_note(self, dead: list[int], respawned: list[int], skipped: list[int]) -> str:
+        text = ""
         if dead:
             codes = ", ".join(self._exit_code(w) for w in sorted(dead))
             text += f" (exit codes [{codes}]; respawned for the next round)"
@@ -1095,14 +765,16 @@ class LocalPool:
         proc = self._res.procs[w]
         if proc is None:
             return "unknown"
-        if proc.exitcode is None:
-            proc.join(0.5)  # returns as soon as it is reaped
-        return "unknown" if proc.exitcode is None else str(proc.exitcode)
+        try:
+            proc.wait(0.5)  # returns as soon as it is reaped
+        except subprocess.TimeoutExpired:
+            return "unknown"
+        return str(proc.returncode)
 
     def _raise_worker_error(self, w: int, job: Any, msg: tuple) -> None:
-        _, tag, slot, exc, text = msg
+        _, _, slot, exc, text = msg
         part = f"payload {slot}" if slot >= 0 else "the round set-up"
-        where = f"in LocalPool worker {w}, {part} of job {job!r}, round {tag}"
+        where = f"in LocalPool worker {w}, {part} of job {job!r}"
         if hasattr(exc, "add_note"):
             exc.add_note(where + (f"; worker traceback:\n{text}" if text else ""))
             raise exc
@@ -1120,57 +792,3 @@ class _RoundState:
     arrival: dict
     pending: dict
     t0: float
-
-
-class _Watch:
-    """The pipes and sentinels of the live workers, watched with one persistent poll object.
-
-    What :func:`multiprocessing.connection.wait` does, without re-registering
-    2 n objects at each call (a round waits once per arrival).
-    """
-
-    _READY = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-        self._owner: dict[int, tuple[int, bool]] = {}  # fd -> (worker, is sentinel)
-        self._fds: dict[int, tuple[int, int]] = {}  # worker -> its two fds
-
-    def add(self, w: int, conn: mpc.Connection, sentinel: int) -> None:
-        self.remove(w)
-        fds = (conn.fileno(), sentinel)
-        for fd, is_sentinel in zip(fds, (False, True), strict=True):
-            self._poll.register(fd, select.POLLIN)
-            self._owner[fd] = (w, is_sentinel)
-        self._fds[w] = fds
-
-    def remove(self, w: int) -> None:
-        for fd in self._fds.pop(w, ()):
-            self._owner.pop(fd, None)
-            try:
-                self._poll.unregister(fd)
-            except KeyError:
-                pass
-
-    def wait(self, timeout: float) -> list[tuple[int, bool]]:
-        ms = _poll_ms(timeout)
-        return [
-            self._owner[fd]
-            for fd, ev in self._poll.poll(ms)
-            if ev & self._READY and fd in self._owner
-        ]
-
-
-def _poll_ms(timeout: float) -> int:
-    """``timeout`` seconds as poll()'s int milliseconds; a longer (or infinite) wait is
-    cut to ``_MAX_WAIT`` and the callers, which loop until their deadline, wait again."""
-    if not timeout < _MAX_WAIT:
-        return int(_MAX_WAIT * 1000)
-    return max(0, math.ceil(timeout * 1000))
-
-
-def _answered(order: Sequence[SlotKey]) -> list[int]:
-    seen: dict[int, None] = {}
-    for w, _ in order:
-        seen.setdefault(w, None)
-    return list(seen)
