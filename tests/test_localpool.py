@@ -343,7 +343,7 @@ def test_worker_exception_reaches_the_master(pool, job, rng):
     with pytest.raises(IndexError) as info:
         pool.run(job, "matvec", np.ones(4), enough=everyone(N))
     assert f"in LocalPool worker 2, payload 0 of job {job!r}" in "".join(info.value.__notes__)
-    assert "round" not in "".join(info.value.__notes__).split(";")[0]
+    assert not re.search(r"round \d", "".join(info.value.__notes__).split(";")[0])
 
 
 def test_job_missing_on_a_worker_is_named_in_the_error(pool, job, rng):
@@ -704,3 +704,150 @@ def test_every_backend_checks_timeout_alike(bad):
     assert check_timeout(2) == 2.0
     assert check_timeout(np.float32(0.5)) == 0.5
     assert pool.run("j", "matvec", np.ones(2), enough=everyone(1), timeout=float("inf")).results
+
+
+# ----------------------------------------------------------------------------- lifecycles
+
+
+def _run_script(tmp_path, text, timeout=120):
+    script = tmp_path / "use.py"
+    script.write_text(textwrap.dedent(text))
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+@needs_linux
+def test_a_script_without_a_main_guard_works(tmp_path):
+    # spawn would re-run this file in every worker (and fail, or start pools of pools):
+    # the workers must import sparsecoded only
+    out = _run_script(
+        tmp_path,
+        """
+        import os
+        import numpy as np, scipy.sparse as sp
+        from sparsecoded import CodedMatVec, LocalPool, design_mv
+
+        print("main ran in", os.getpid(), flush=True)
+        A = sp.random_array((300, 120), density=0.05, format="csr", rng=0)
+        x = np.random.default_rng(1).standard_normal(120)
+        with LocalPool(4) as pool:
+            pids = pool.pids
+            op = CodedMatVec(A, design_mv(n_workers=4, k=3, seed=0), pool)
+            y = op @ x
+        print("pids", *pids)
+        print("error", np.abs(y - A @ x).max() / np.abs(A @ x).max())
+        """,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    lines = out.stdout.splitlines()
+    assert len([ln for ln in lines if ln.startswith("main ran in")]) == 1, out.stdout
+    master = int(lines[0].split()[-1])
+    pids = [int(p) for p in next(ln for ln in lines if ln.startswith("pids")).split()[1:]]
+    assert len(pids) == 4
+    assert master not in pids
+    assert float(next(ln for ln in lines if ln.startswith("error")).split()[1]) < 1e-12
+    assert not our_segments(master)
+    assert wait_until(lambda: all(gone(p) for p in pids), 10)
+
+
+@pytest.mark.slow
+@needs_linux
+def test_close_right_after_a_crash_prints_nothing(tmp_path):
+    # the respawned worker starts while close() unlinks its segments: a quiet exit
+    out = _run_script(
+        tmp_path,
+        """
+        import os
+        import numpy as np, scipy.sparse as sp
+        from sparsecoded.pools.local.pool import LocalPool
+        from sparsecoded.stragglers import Action
+
+        print(os.getpid(), flush=True)
+        for delay in (0.0, 0.05, 0.3):
+            pool = LocalPool(2, timeout=60)
+            pool.place("j", [[sp.identity(3, format="csr")]] * 2)
+            r = pool.run("j", "matvec", np.ones(3), enough=lambda r: len(r) >= 1,
+                         actions=[Action(), Action(crash=True)])
+            assert r.dead == [1], r
+            __import__("time").sleep(delay)
+            pool.close()
+        __import__("time").sleep(1.0)  # a late worker would print by now
+        """,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    assert not our_segments(int(out.stdout.split()[0]))
+
+
+@needs_linux
+def test_drop_frees_every_segment_the_job_grew(rng):
+    def usage():
+        return sorted(os.stat(f"/dev/shm/{name}").st_size for name in our_segments())
+
+    with LocalPool(2, timeout=30) as pool:
+        before = usage()
+        a = block(rng, 300, 50)
+        pool.place("big", [[a], [a, a]])
+        x = rng.standard_normal((50, 64))  # grows the operand and both result areas
+        r = pool.run("big", "matvec", x, enough=everyone(3))
+        np.testing.assert_allclose(r.results[(1, 1)], a @ x, rtol=1e-12)
+        assert sum(usage()) > sum(before) + 300 * 64 * 8
+        pool.drop("big")
+        assert usage() == before
+        pool.place("big", [[a], [a]])  # and the pool still works after it shrank
+        r = pool.run("big", "matvec", x, enough=everyone(2))
+        np.testing.assert_allclose(r.results[(0, 0)], a @ x, rtol=1e-12)
+
+
+def test_deaths_and_respawns_are_logged(pool, job, rng, caplog):
+    import logging
+
+    pool.place(job, [[block(rng, 3, 4)] for _ in range(N)])
+    with caplog.at_level(logging.INFO, logger="sparsecoded"):
+        pool.run(
+            job, "matvec", np.ones(4), enough=everyone(N - 1),
+            actions=[Action()] * 3 + [Action(crash=True)],
+        )  # fmt: skip
+    records = [r for r in caplog.records if r.name.startswith("sparsecoded.pools.local")]
+    text = [r.getMessage() for r in records]
+    assert all(r.levelno == logging.INFO for r in records)
+    assert any("worker 3 died" in t for t in text), text
+    assert any("worker 3 respawned" in t and "re-placing 1 jobs" in t for t in text), text
+
+
+def test_round_failures_name_no_round_number(pool, job, rng):
+    pool.place(job, [[block(rng, 3, 4)] for _ in range(N)])
+    with pytest.raises(NotEnoughWorkers) as info:
+        pool.run(job, "matvec", np.ones(4), enough=lambda r: False)
+    assert not isinstance(info.value, RoundTimeout)
+    assert not re.search(r"round \d", str(info.value))
+    with pytest.raises(RoundTimeout) as info:
+        pool.run(
+            job, "matvec", np.ones(4), enough=lambda r: False, actions=[Action(delay=5)] * N,
+            timeout=0.2,
+        )  # fmt: skip
+    assert isinstance(info.value, TimeoutError)
+    assert not re.search(r"round \d", str(info.value))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None])
+def test_threads_per_worker_is_checked(bad):
+    with pytest.raises(ValueError, match="threads_per_worker must be"):
+        LocalPool(1, threads_per_worker=bad)
+
+
+def test_threads_per_worker_reaches_the_kernels(rng):
+    a = block(rng, 500, 300)
+    x = rng.standard_normal((300, 8))
+    with LocalPool(1, timeout=30, threads_per_worker=2) as pool:
+        assert pool.threads_per_worker == 2
+        pool.place("j", [[a]])
+        r = pool.run("j", "matvec", x, enough=everyone(1))
+    np.testing.assert_allclose(r.results[(0, 0)], a @ x, rtol=1e-12)
