@@ -13,18 +13,14 @@ pytest.importorskip("tqdm")
 
 from sparsecoded.cli import main  # noqa: E402
 
-TINY = [
-    "--size",
-    "1200",
-    "600",
-    "--density",
-    "0.02",
-    "--no-progress",
-    "--reps",
-    "2",
-    "--rounds",
-    "1",
-]
+TINY = ["--size", "1200", "600", "--density", "0.02", "--no-progress"]
+# each experiment takes only the flags it reads
+TINY_MEASUREMENT = {
+    "worker-time": ["--reps", "2"],
+    "encode-time": ["--reps", "2"],
+    "completion": ["--reps", "2", "--rounds", "1"],
+    "heterogeneous": ["--reps", "2", "--rounds", "1"],
+}
 COMMON_KEYS = {
     "experiment",
     "command",
@@ -40,7 +36,8 @@ COMMON_KEYS = {
 
 def _run(tmp_path, name, *extra):
     out_json, out_png = tmp_path / f"{name}.json", tmp_path / f"{name}.png"
-    rc = main(["experiment", name, *TINY, *extra, "--json", str(out_json), "--plot", str(out_png)])
+    tiny = [*TINY, *TINY_MEASUREMENT.get(name, [])]
+    rc = main(["experiment", name, *tiny, *extra, "--json", str(out_json), "--plot", str(out_png)])
     assert rc == 0
     assert out_png.stat().st_size > 1000
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -203,30 +200,136 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "k <= n" in capsys.readouterr().err
 
 
+SMALL = ["--size", "200", "100", "--workers", "4", "--k", "3", "--reps", "1"]
+
+
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "status", "message"),
     [
-        (["encode-time", "--workers", "20", "--k", "30"], "no valid \\(n, k\\) with k <= n"),
-        (["worker-time", "--matrix", "no-such-file.mtx"], "no-such-file.mtx"),
-        (["worker-time", "--json", "."], "--json . is a directory, expected a file name"),
-        (["heterogeneous", "--schemes", "sparse,polynomial"], "polynomial unknown here"),
-        (["stability", "--workers", "5", "--stragglers", "9"], "leaves no k = n - s >= 1"),
+        (
+            ["encode-time", *SMALL, "--workers", "20", "--k", "30"],
+            2,
+            "no valid \\(n, k\\) with k <= n",
+        ),
+        (
+            ["worker-time", *SMALL, "--matrix", "no-such-file.mtx"],
+            1,
+            "no-such-file.mtx: no such file",
+        ),
+        (
+            ["worker-time", *SMALL, "--json", "."],
+            1,
+            "--json . is a directory, expected a file name",
+        ),
+        (["heterogeneous", *SMALL, "--schemes", "sparse,polynomial"], 2, "polynomial unknown here"),
+        (["completion", *SMALL, "--models", "fixed,slow"], 2, "--models must name some of"),
+        (
+            ["stability", "--size", "200", "100", "--workers", "5", "--stragglers", "9"],
+            2,
+            "leaves no k = n - s >= 1",
+        ),
     ],
 )
-def test_bad_parameters_and_paths_fail_before_the_work(argv, message, capsys):
-    small = ["--size", "200", "100", "--workers", "4", "--k", "3", "--reps", "1"]
-    assert main(["experiment", argv[0], *small, *argv[1:], "--no-progress"]) == 2
+def test_bad_parameters_and_paths_fail_before_the_work(argv, status, message, capsys):
+    # usage errors (parameters) exit 2, failures of the work (files) exit 1; one line each
+    assert main(["experiment", *argv, "--no-progress"]) == status
     err = capsys.readouterr().err
     assert err.startswith("sparsecoded experiment: error:")
+    assert err.count("\n") == 1
     assert __import__("re").search(message, err)
 
 
-@pytest.mark.parametrize("flag", ["--iters", "--reps", "--rounds", "--trials"])
-def test_counts_must_be_positive(flag, capsys):
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [
+        ("iterative", "--iters"),
+        ("worker-time", "--reps"),
+        ("completion", "--rounds"),
+        ("stability", "--trials"),
+    ],
+)
+def test_counts_must_be_positive(name, flag, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["experiment", "iterative", flag, "0"])
+        main(["experiment", name, flag, "0"])
     assert exc.value.code == 2
     assert f"argument {flag}: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [
+        ("stability", "--matrix"),
+        ("stability", "--k"),
+        ("worker-time", "--rounds"),
+        ("encode-time", "--live"),
+        ("iterative", "--reps"),
+    ],
+)
+def test_each_experiment_takes_only_the_flags_it_reads(name, flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["experiment", name, flag, "1"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_each_experiment_help_says_what_it_measures(capsys):
+    from sparsecoded.experiments import EXPERIMENTS, experiment
+
+    for name in EXPERIMENTS:
+        with pytest.raises(SystemExit) as exc:
+            main(["experiment", name, "--help"])
+        assert exc.value.code == 0
+        out = " ".join(capsys.readouterr().out.split())
+        first = " ".join(experiment(name).__doc__.strip().split("\n\n")[0].split())
+        assert first in out
+
+
+def test_experiments_run_as_library_calls():
+    from sparsecoded.experiments import completion, stability
+
+    rec = stability.run(
+        size=(200, 100), workers=[5], stragglers=1, schemes=["sparse"], trials=1, no_progress=True
+    )
+    assert rec["schemes"]["sparse"][0]["k"] == 4
+    rec = completion.run(
+        size=(300, 200),
+        workers=4,
+        k=3,
+        schemes="sparse",
+        rounds=1,
+        reps=1,
+        models=["fixed"],
+        delay=0.05,
+        no_progress=True,
+    )
+    rows = rec["schemes"]["sparse"]["models"]["fixed"]
+    assert [r["stragglers"] for r in rows] == [0, 1, 2]
+    assert rows[1]["cpu_replay_completion_seconds_median"] < 0.05 < rows[2]["round_seconds_median"]
+
+
+def test_json_dash_writes_the_record_to_stdout(capsys):
+    argv = [
+        "experiment",
+        "stability",
+        "--size",
+        "200",
+        "100",
+        "--workers",
+        "5",
+        "--stragglers",
+        "1",
+        "--schemes",
+        "sparse",
+        "--trials",
+        "1",
+        "--json",
+        "-",
+    ]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert record["experiment"] == "stability"
+    assert captured.err.startswith("stability: mode simulated")  # the summary moves aside
 
 
 def test_worker_time_matrix_matrix(tmp_path):
@@ -256,6 +359,6 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys)
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     argv = ["experiment", "stability", "--workers", "5", "--stragglers", "1", "--no-progress"]
-    assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 2
+    assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 1
     assert "pip install 'sparsecoded[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()

@@ -1,37 +1,39 @@
 """The ``sparsecoded`` command line.
 
 Subcommands: ``design`` (a code and its certificate), ``demo`` (the main job),
-``experiment`` (measurements against the baselines).
+``experiment NAME`` (measurements against the baselines, one subcommand per
+experiment, built from the experiment's own ``add_arguments``).
+
+Exit status: 0 on success, 1 when the work fails (a file that cannot be read,
+a round that cannot be decoded, ...: one line on standard error), 2 for usage
+errors (bad flags or parameter values), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+from . import __version__
 
 
 def _int_at_least(lo: int):
     """An argparse type: an integer >= lo, with a message naming both."""
+    from .experiments.inputs import at_least
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {value}")
-        return value
-
-    return parse
+    return at_least(lo)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from . import demo
+
     p = sub.add_parser(
         "demo",
         help="run a coded matrix-vector job on the local pool with injected stragglers",
-        description="Run A @ x as a coded job on local worker processes, with s workers delayed, "
-        "and compare the sparse code with the uncoded and dense-MDS jobs on the same workers.",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--workers", type=int, default=8, help="number of worker processes n (default 8)"
@@ -58,196 +60,80 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         help="rounds timed per job (median; default 3)",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it is drawn only when standard error is a terminal)",
+    )
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args)
+    return run_demo(**_params(args))
 
 
-# kept here so that building the parser does not import the experiments' dependencies
-EXPERIMENT_NAMES = (
-    "worker-time",
-    "encode-time",
-    "completion",
-    "stability",
-    "iterative",
-    "heterogeneous",
-)
+def _params(args: argparse.Namespace) -> dict:
+    """The parsed flags as keyword parameters (without the CLI's own entries)."""
+    return {k: v for k, v in vars(args).items() if k not in ("command", "name", "func", "argv")}
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    from .experiments import EXPERIMENTS, experiment
+    from .experiments.record import add_output_arguments
+
     p = sub.add_parser(
         "experiment",
         help="measure the sparse code against uncoded and dense codes (JSON + PNG)",
         description="Run one experiment comparing coding schemes on the same workers, matrix "
         "and injected stragglers. Figures are 'simulated' (products measured in this process "
         "one worker at a time, rounds replayed from those measurements) unless --live or "
-        "--dask runs them on real worker processes.",
+        "--dask runs them on real worker processes. 'sparsecoded experiment NAME --help' says "
+        "what NAME measures and which flags it reads.",
     )
-    p.add_argument("name", choices=EXPERIMENT_NAMES, help="which experiment")
-    g = p.add_argument_group("input")
-    g.add_argument(
-        "--size",
-        type=int,
-        nargs=2,
-        default=None,
-        metavar=("M", "C"),
-        help="random matrix shape (default 32000 20000; stability 2000 400)",
-    )
-    g.add_argument(
-        "--density",
-        default="0.01",
-        help="random matrix density; a comma list sweeps it (default 0.01)",
-    )
-    g.add_argument(
-        "--matrix",
-        default=None,
-        metavar="FILE",
-        help="a Matrix Market file (.mtx or .mtx.gz) instead of a random matrix",
-    )
-    g.add_argument(
-        "--seed", type=int, default=0, help="seed of the matrix, codes, x and stragglers"
-    )
-    g = p.add_argument_group("code")
-    g.add_argument("--workers", default=None, help="workers n; a comma list sweeps it")
-    g.add_argument("--k", default=None, help="row blocks k; a comma list sweeps it")
-    g.add_argument(
-        "--schemes",
-        default=None,
-        help="comma list: sparse, uncoded, replication, mds, polynomial, orthopoly "
-        "(matrix-matrix also rkrp)",
-    )
-    g.add_argument(
-        "--ka",
-        type=int,
-        default=None,
-        help="worker-time: matrix-matrix A @ B with k_a row blocks of A",
-    )
-    g.add_argument(
-        "--kb", type=int, default=None, help="worker-time: ... and k_b column blocks of B"
-    )
-    g.add_argument(
-        "--stragglers",
-        type=int,
-        default=None,
-        help="stability: s (k = n - s, default 4); iterative: workers delayed; "
-        "heterogeneous: devices to tolerate",
-    )
-    g.add_argument(
-        "--capacities",
-        default=None,
-        help="heterogeneous: comma list, one per device (default 1,2,3,1,...)",
-    )
-    g = p.add_argument_group("measurement")
-    g.add_argument(
-        "--reps",
-        type=_int_at_least(1),
-        default=5,
-        help="timed repetitions per figure (median; default 5)",
-    )
-    g.add_argument(
-        "--clock",
-        choices=("cpu", "wall"),
-        default="cpu",
-        help="worker-time: the worker's CPU time (default; immune to time slicing on "
-        "a busy machine) or elapsed time; both are recorded",
-    )
-    g.add_argument(
-        "--rounds",
-        type=_int_at_least(1),
-        default=3,
-        help="rounds per straggler setting (default 3)",
-    )
-    g.add_argument(
-        "--warmup",
-        type=_int_at_least(0),
-        default=1,
-        help="untimed rounds after placing the blocks (default 1)",
-    )
-    g.add_argument(
-        "--iters", type=_int_at_least(1), default=30, help="iterative: iterations (default 30)"
-    )
-    g.add_argument(
-        "--trials",
-        type=_int_at_least(1),
-        default=5,
-        help="stability: random straggler sets decoded per scheme (default 5)",
-    )
-    g.add_argument(
-        "--max-subsets",
-        type=_int_at_least(1),
-        default=20000,
-        help="stability: certify enumerates responder sets up to this many",
-    )
-    g.add_argument(
-        "--models",
-        default="fixed,shiftexp,crash",
-        help="straggler models: fixed (delay), shiftexp (shifted exponential), crash",
-    )
-    g.add_argument(
-        "--delay",
-        type=float,
-        default=0.5,
-        help="straggler delay / exponential shift, seconds (default 0.5)",
-    )
-    g.add_argument(
-        "--timeout", type=float, default=60.0, help="pool round timeout, seconds (default 60)"
-    )
-    g.add_argument(
-        "--threads",
-        type=_int_at_least(1),
-        default=1,
-        help="encode-time: threads of the encoding kernel (default 1, like the "
-        "dense baseline's BLAS with --blas-threads 1)",
-    )
-    g.add_argument(
-        "--no-dense", action="store_true", help="encode-time: skip the dense-array MDS baseline"
-    )
-    g.add_argument(
-        "--dense-limit-mb",
-        type=float,
-        default=4096,
-        help="encode-time: skip the dense-array baseline above this memory (MiB)",
-    )
-    g = p.add_argument_group("backend and output")
-    g.add_argument("--live", action="store_true", help="run rounds on LocalPool processes")
-    g.add_argument("--dask", action="store_true", help="run rounds on a Dask LocalCluster")
-    g.add_argument(
-        "--json", default=None, metavar="F", help="write every measurement to this JSON file"
-    )
-    g.add_argument(
-        "--plot",
-        default=None,
-        metavar="P",
-        help="write a PNG plot here (needs matplotlib: the [plot] extra)",
-    )
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument(
-        "--blas-threads",
-        type=_int_at_least(1),
-        default=1,
-        help="BLAS threads of this process (default 1: on a loaded machine a "
-        "threaded BLAS turns a microsecond decode into tens of milliseconds)",
-    )
-    p.set_defaults(func=_run_experiment)
+    names = p.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name in EXPERIMENTS:
+        module = experiment(name)
+        doc = (module.__doc__ or "").strip()
+        e = names.add_parser(
+            name,
+            help=doc.splitlines()[0] if doc else None,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(e)
+        add_output_arguments(e)
+        e.set_defaults(func=_run_experiment)
 
 
 def _run_experiment(args: argparse.Namespace) -> int:
-    if "numpy" not in sys.modules:  # BLAS reads these once, when numpy loads it
-        import os
+    from .experiments import experiment, run_experiment
 
+    params = _params(args)
+    out = {key: params.pop(key) for key in ("json", "plot", "blas_threads")}
+    record = run_experiment(args.name, params, command="sparsecoded " + " ".join(args.argv), **out)
+    # with --json - the record is standard output; the summary then goes to standard error
+    stream = sys.stderr if out["json"] == "-" else sys.stdout
+    for line in experiment(args.name).summary(record):
+        print(line, file=stream)
+    return 0
+
+
+def _limit_blas(argv: Sequence[str]) -> None:
+    """Set the BLAS thread count of an experiment before numpy loads BLAS (it reads it once)."""
+    if "numpy" in sys.modules or "experiment" not in argv:
+        return
+    n = "1"
+    for i, a in enumerate(argv):
+        if a == "--blas-threads" and i + 1 < len(argv):
+            n = argv[i + 1]
+        elif a.startswith("--blas-threads="):
+            n = a.split("=", 1)[1]
+    if n.isdigit() and int(n) >= 1:
         # not OMP_NUM_THREADS: it would also bind the OpenMP kernels
         for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, str(args.blas_threads))
-    from .experiments import run_experiment, summary_lines
-
-    record = run_experiment(args)
-    for line in summary_lines(record):
-        print(line)
-    return 0
+            os.environ.setdefault(var, n)
 
 
 def _add_design(sub: argparse._SubParsersAction) -> None:
@@ -279,7 +165,7 @@ def _add_design(sub: argparse._SubParsersAction) -> None:
         "--layout",
         choices=("cyclic", "random"),
         default="random",
-        help="MV sparse support: random (default, better conditioned) or cyclic (SPEC section 2)",
+        help="MV sparse support: random (default, better conditioned) or cyclic (docs/theory.md)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_design)
@@ -411,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sparsecoded",
         description="Straggler-resilient distributed sparse matrix computation.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_design(sub)
     _add_demo(sub)
@@ -418,15 +305,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# failures of the work itself (files, memory, pools, missing extras): exit 1
+_RUNTIME_ERRORS = (OSError, MemoryError, ImportError, RuntimeError, EOFError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "sparsecoded"
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:  # bad parameters or paths: one clear line
-        print(f"sparsecoded {args.command}: error: {exc}", file=sys.stderr)
+        _limit_blas(argv)
+        args = build_parser().parse_args(argv)  # usage errors exit 2 here
+        args.argv = argv
+        command = f"sparsecoded {args.command}"
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return status
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (| head): say nothing, and keep Python's exit flush quiet too
+        _stdout_to_devnull()
+        return 1
+    except ValueError as exc:  # bad parameters: a usage error, one clear line
+        _error(command, exc)
         return 2
+    except _RUNTIME_ERRORS as exc:
+        _error(command, exc)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug, still one line; the traceback on request
+        if os.environ.get("SPARSECODED_TRACEBACK"):
+            raise
+        _error(
+            command,
+            f"internal error, {type(exc).__name__}: {exc} "
+            "(set SPARSECODED_TRACEBACK=1 for the traceback)",
+        )
+        return 1
+
+
+def _error(command: str, exc: object) -> None:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    try:
+        print(f"{command}: error: {text}", file=sys.stderr)
+    except (OSError, ValueError):  # standard error itself is gone
+        pass
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pytest's captured stdout has no fd
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
