@@ -1,6 +1,6 @@
 """The program of one LocalPool worker process.
 
-Started by the master as ``python -c BOOT <fd> <index> <ctrl> <result area>
+Started by the master as ``python -c BOOT <root> <fd> <index> <ctrl> <result area>
 <threads>`` (see ``pool.py``): a fresh interpreter that imports ``sparsecoded``
 and nothing of the user's program, talking to the master over the socket
 ``<fd>`` it inherited.  It maps the placed payloads once, computes its slots

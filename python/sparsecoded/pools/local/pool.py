@@ -2,7 +2,8 @@
 
 :class:`LocalPool` implements :class:`sparsecoded.pools.base.Pool` on one machine.
 This module is the master; :mod:`._worker` is the program of the worker
-processes and :mod:`._protocol` what the two agree on.
+processes, :mod:`._protocol` what the two agree on, and :mod:`._processes` the
+master's hold on the processes and segments (what its finalizer releases).
 
 Design
 ------
@@ -44,12 +45,8 @@ at INFO on the ``sparsecoded.pools.local`` logger.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import selectors
-import socket
 import subprocess
-import sys
 import time
 import weakref
 from collections import deque
@@ -73,6 +70,7 @@ from ..base import (
     place_payloads,
 )
 from . import _protocol as P
+from ._processes import MAX_WAIT, Resources, Watch, start_worker
 from ._protocol import SHM_PREFIX
 
 __all__ = ["LocalPool", "SHM_PREFIX"]
@@ -80,15 +78,7 @@ __all__ = ["LocalPool", "SHM_PREFIX"]
 log = logging.getLogger("sparsecoded.pools.local")
 
 _MAX_BACKLOG = 4  # rounds a worker may still owe before it is skipped (a hung worker)
-_MAX_WAIT = 3600.0  # seconds: the longest single wait (a longer timeout waits again)
 _MIN_RESULT_AREA = 4096  # bytes: a worker's result area when no job needs more
-
-
-def _package_root() -> str:
-    """The directory that holds the ``sparsecoded`` package this master runs."""
-    import sparsecoded
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(sparsecoded.__file__)))
 
 
 @dataclass
@@ -99,117 +89,6 @@ class _Job(PlacedJob):
     #: per worker, per slot: (rows, value dtype) of a matrix payload, None for a pair
     slots: list[list[tuple[int, np.dtype] | None]] = field(default_factory=list)
     layouts: dict = field(default_factory=dict)  # (n_cols, dtype) -> result room per worker
-
-
-class _Resources:
-    """Everything that must be released; the finalizer holds this, never the pool."""
-
-    def __init__(self) -> None:
-        self.owner = os.getpid()
-        self.procs: list[subprocess.Popen | None] = []
-        self.conns: list[mpc.Connection | None] = []
-        self.segments: dict[str, mpshm.SharedMemory] = {}
-        self.ctrl: mpshm.SharedMemory | None = None
-
-    def new_segment(self, size: int) -> mpshm.SharedMemory:
-        shm = mpshm.SharedMemory(name=P.segment_name(), create=True, size=max(int(size), 1))
-        self.segments[shm.name] = shm
-        P.close_fd(shm)
-        return shm
-
-    def free_segment(self, shm: mpshm.SharedMemory | None) -> None:
-        if shm is None:
-            return
-        self.segments.pop(shm.name, None)
-        P.close_quietly(shm)
-        try:
-            shm.unlink()
-        except FileNotFoundError:
-            pass
-
-    def stop_process(self, proc: subprocess.Popen, grace: float) -> None:
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
-                pass
-
-    def shutdown(self) -> None:
-        """Unlink every segment, then stop every worker.  Idempotent, and safe to call
-        again after an interruption (a second Ctrl-C during the join): it finishes."""
-        if os.getpid() != self.owner:  # a forked copy of the master must not stop our workers
-            return
-        if self.ctrl is not None:
-            P.CTRL.pack_into(self.ctrl.buf, 0, P.CANCEL_ALL)
-        # Segments first: unlinking is instant, and the workers keep their mappings.
-        for shm in list(self.segments.values()):
-            self.free_segment(shm)
-        self.ctrl = None
-        try:
-            for i, conn in enumerate(self.conns):
-                if conn is not None:
-                    try:
-                        conn.send_bytes(P.dumps((P.M_STOP,)))
-                    except OSError:
-                        pass
-                    # closing our end also frees a worker blocked sending us a large result
-                    conn.close()
-                    self.conns[i] = None
-            deadline = time.monotonic() + 2.0
-            for i, proc in enumerate(self.procs):
-                if proc is not None:
-                    self.stop_process(proc, max(deadline - time.monotonic(), 0.05))
-                    self.procs[i] = None
-        finally:
-            # interrupted: wait no more, kill the rest; the next call reaps them
-            for proc in self.procs:
-                if proc is not None:
-                    try:
-                        proc.kill()
-                    except OSError:
-                        pass
-        self.procs.clear()
-        self.conns.clear()
-
-
-class _Watch:
-    """The sockets of the live workers, in one persistent selector.
-
-    What :func:`multiprocessing.connection.wait` does, without registering
-    ``n`` objects anew at each call (a round waits once per arrival).
-    """
-
-    def __init__(self) -> None:
-        self._sel = selectors.DefaultSelector()
-        self._fds: dict[int, int] = {}  # worker -> its fd
-
-    def add(self, w: int, conn: mpc.Connection) -> None:
-        self.remove(w)
-        self._fds[w] = conn.fileno()
-        self._sel.register(conn.fileno(), selectors.EVENT_READ, w)
-
-    def remove(self, w: int) -> None:
-        fd = self._fds.pop(w, None)
-        if fd is not None:
-            try:
-                self._sel.unregister(fd)
-            except (KeyError, ValueError):
-                pass
-
-    def wait(self, timeout: float) -> list[int]:
-        """Workers whose socket is readable (a message, or EOF: the worker is gone)."""
-        if not self._fds:  # some selectors refuse to wait on nothing
-            if timeout > 0:
-                time.sleep(min(timeout, _MAX_WAIT))
-            return []
-        # a longer (or infinite) wait is cut: the callers loop until their deadline
-        return [key.data for key, _ in self._sel.select(max(min(timeout, _MAX_WAIT), 0.0))]
-
-    def close(self) -> None:
-        self._sel.close()
 
 
 class LocalPool(PoolBase):
@@ -264,8 +143,7 @@ class LocalPool(PoolBase):
         self.n_workers = int(n_workers)
         self.timeout = check_timeout(timeout)
         self.threads_per_worker = check_threads(threads_per_worker)
-        self._root = _package_root()
-        self._res = _Resources()
+        self._res = Resources()
         self._finalizer = weakref.finalize(self, self._res.shutdown)
         self._jobs: dict[Any, _Job] = {}
         self._next_job_id = 0
@@ -275,7 +153,7 @@ class LocalPool(PoolBase):
         self._backlog: list[deque[int]] = [deque() for _ in range(self.n_workers)]
         self._to_respawn: set[int] = set()
         self._dtypes: dict[str, np.dtype] = {}
-        self._watch = _Watch()
+        self._watch = Watch()
         try:
             self._res.ctrl = self._res.new_segment(P.CTRL.size)
             P.CTRL.pack_into(self._res.ctrl.buf, 0, 0)
@@ -293,24 +171,9 @@ class LocalPool(PoolBase):
     # ----------------------------------------------------------------- lifecycle
 
     def _spawn(self, w: int) -> None:
-        parent, child = socket.socketpair()
-        try:
-            args = [self._root, str(child.fileno()), str(w), self._res.ctrl.name]
-            args += [self._result_segs[w].name, str(self.threads_per_worker)]
-            proc = subprocess.Popen(
-                [sys.executable, "-c", P.BOOT, *args],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                # its own session: Ctrl-C in a terminal reaches the master alone,
-                # which decides what stops (the worker also ignores SIGINT)
-                start_new_session=True,
-            )
-        except BaseException:
-            parent.close()
-            raise
-        finally:
-            child.close()  # else the master never sees EOF when the worker dies
-        conn = mpc.Connection(parent.detach())
+        proc, conn = start_worker(
+            w, self._res.ctrl.name, self._result_segs[w].name, self.threads_per_worker
+        )
         self._res.procs[w] = proc
         self._res.conns[w] = conn
         self._watch.add(w, conn)
@@ -324,7 +187,7 @@ class LocalPool(PoolBase):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"workers {sorted(waiting)} did not start within {limit} s")
-            for conn in mpc.wait([self._res.conns[w] for w in waiting], min(left, _MAX_WAIT)):
+            for conn in mpc.wait([self._res.conns[w] for w in waiting], min(left, MAX_WAIT)):
                 w = self._res.conns.index(conn)
                 try:
                     conn.recv_bytes()
