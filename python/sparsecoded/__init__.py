@@ -17,11 +17,11 @@ cheap and does not pull in Dask.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
-from ._core import default_threads, openmp_available
-
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
+    from ._core import default_threads, openmp_available
     from .design import Certificate, MMCode, MVCode, certify, design_mm, design_mv
     from .errors import NotEnoughWorkers, RoundTimeout
     from .jobs import CodedMatMat, CodedMatVec, JobReport
@@ -30,6 +30,9 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from .pools.local import LocalPool
 
 __version__ = "0.1.0"
+
+# silent unless the application configures logging (worker deaths, decode fallbacks)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # public name -> module that defines it
 _LAZY = {
@@ -48,6 +51,8 @@ _LAZY = {
     "JobReport": "jobs",
     "NotEnoughWorkers": "errors",
     "RoundTimeout": "errors",
+    "default_threads": "_core",
+    "openmp_available": "_core",
 }
 _NEEDS_DASK = {"DaskPool", "ssh_pool"}
 
@@ -56,9 +61,13 @@ def _public() -> list[str]:
     import importlib.util
 
     names = set(_LAZY)
-    if importlib.util.find_spec("distributed") is None:  # star import works without [dask]
+    try:
+        have_dask = importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        have_dask = False
+    if not have_dask:  # the star import works without the [dask] extra
         names -= _NEEDS_DASK
-    return ["__version__", "default_threads", "openmp_available", *sorted(names)]
+    return ["__version__", *sorted(names)]
 
 
 __all__ = _public()
