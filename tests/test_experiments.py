@@ -362,3 +362,47 @@ def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys)
     assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 1
     assert "pip install 'sparsecoded[plot]'" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_every_bench_readme_command_parses():
+    # bench/README.md records the commands the committed results were made with
+    import pathlib
+    import re
+    import shlex
+
+    from sparsecoded.cli import build_parser
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "bench" / "README.md").read_text()
+    text = text.replace("\\\n", " ")
+    commands = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip().startswith("sparsecoded experiment")
+    ]
+    assert len(commands) >= 12
+    parser = build_parser()
+    for command in commands:
+        argv = shlex.split(re.sub(r"\$\w+", "x", command))[1:]
+        args = parser.parse_args(argv)  # SystemExit(2) on a flag the experiment no longer takes
+        assert args.command == "experiment"
+
+
+def test_cpu_replay_runs_on_the_virtual_clock_and_the_decoders_rule():
+    from sparsecoded.decode import Decoder
+    from sparsecoded.design import MVCode
+    from sparsecoded.experiments.measure import replay_cpu
+    from sparsecoded.stragglers import Crash, FixedDelay
+
+    code = MVCode.from_matrix([[1, 0], [0, 1], [1, 1]])
+    decoder = Decoder(code.encoding)
+    times = [1.0, 2.0, 3.0]
+    rounds = [{"ok": True, "decode_seconds": 0.5, "round_index": 0}]
+
+    def replay(model):
+        return replay_cpu(times, code.owner, model, decoder, 1, rounds)
+
+    assert replay(None)["cpu_replay_round_seconds"] == [2.0]  # rows 0 and 1 decode
+    assert replay(None)["cpu_replay_completion_seconds_median"] == 2.5  # + the real decode
+    assert replay(FixedDelay([1], 5.0))["cpu_replay_round_seconds"] == [3.0]  # rows 0 and 2
+    assert replay(Crash([1, 2]))["cpu_replay_round_seconds"] == [None]  # row 0 alone: never
+    assert replay(Crash([1, 2]))["cpu_replay_completion_seconds_median"] is None

@@ -304,6 +304,13 @@ def _npz_header(p: Path) -> dict[str, Any]:
                     raise ValueError(
                         f"array {name!r} has .npy format {version}, expected 1.0 or 2.0"
                     )
+                body = info.file_size - f.tell()
+            declared = math.prod(int(d) for d in shape) * dtype.itemsize
+            if declared != body:  # the zip directory says how many bytes there really are
+                raise ValueError(
+                    f"array {name!r} declares shape {tuple(shape)} ({declared} bytes) "
+                    f"but holds {body} bytes"
+                )
             if dtype.hasobject:
                 raise ValueError(f"array {name!r} holds Python objects; refused (no pickles)")
             arrays[name] = (tuple(int(d) for d in shape), dtype)
