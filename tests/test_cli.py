@@ -101,6 +101,9 @@ def test_ctrl_c_exits_130_without_a_traceback():
 
 
 def test_json_dash_is_stdout_and_parses():
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     out = _cli(
         "experiment",
         "worker-time",
@@ -110,10 +113,15 @@ def test_json_dash_is_stdout_and_parses():
         *SMALL,
         "--json",
         "-",
+        "--blas-threads",
+        "2",
+        env=env,
     )
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["experiment"] == "worker-time"
+    # set before numpy loaded BLAS, which reads it once
+    assert record["blas_threads"]["env"]["OPENBLAS_NUM_THREADS"] == "2"
     assert "worker-time: mode simulated" in out.stderr
 
 
