@@ -7,6 +7,10 @@ a shared 2-core machine); every test starts from all workers alive.
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -14,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 from sparsecoded import kernels
-from sparsecoded.errors import NotEnoughWorkers, PoolClosed
+from sparsecoded.errors import NotEnoughWorkers, PoolClosed, RoundTimeout
 from sparsecoded.pools.base import compute
 from sparsecoded.stragglers import Action, Crash, FixedDelay
 
@@ -171,7 +175,7 @@ def test_uncoded_round_waits_for_its_straggler(pool, rng):
 
 
 @pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
-def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
+def test_crashed_worker_round_completes_and_worker_returns(pool, rng, caplog):
     A, E, blocks = _coded(rng, np.float64)
     x = rng.standard_normal(A.shape[1])
     pool.place("A", [[b] for b in blocks])
@@ -183,10 +187,13 @@ def test_crashed_worker_round_completes_and_worker_returns(pool, rng):
     # the nanny restarts it under the same name at a new address; the pool re-places block 3
     # (the round may have ended before the scheduler saw the death: wait for the new process)
     _until(lambda: pool.client.sync(pool._identity).get(3) not in (None, old), timeout=150)
-    pool.wait_for_workers(timeout=60)
+    with caplog.at_level(logging.INFO, logger="sparsecoded"):
+        pool.wait_for_workers(timeout=60)
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
     assert sorted(rr.answered) == list(range(N))
     np.testing.assert_allclose(rr.results[(3, 0)], blocks[3] @ x, rtol=1e-12)
+    text = [r.getMessage() for r in caplog.records if r.name == "sparsecoded.pools.dask"]
+    assert any("re-placed a job's payloads on worker 3" in t for t in text), text
 
 
 @pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
@@ -197,7 +204,7 @@ def test_too_many_dead_raises_quickly_naming_them(pool, rng):
     dead = [0, 2, 5]  # s + 1
     actions = Crash(workers=dead).plan(N, 0)
     t0 = time.perf_counter()
-    with pytest.raises(NotEnoughWorkers, match=r"dead: \[0, 2, 5\]") as info:
+    with pytest.raises(NotEnoughWorkers, match=r"dead workers: \[0, 2, 5\]") as info:
         pool.run("A", "matvec", x, enough=_any_k, actions=actions, timeout=15)
     assert time.perf_counter() - t0 < 10, "should fail as soon as the deaths are seen"
     assert info.value.dead == dead
@@ -211,7 +218,7 @@ def test_timeout_raises_not_enough_workers(pool, rng):
     pool.place("A", [[b] for b in blocks])
     actions = [Action(delay=30.0)] * N
     t0 = time.perf_counter()
-    with pytest.raises(NotEnoughWorkers, match=r"timed out after 0.5 s.*still busy: \[0, 1, 2"):
+    with pytest.raises(RoundTimeout, match=r"timed out after 0.5 s.*still busy: \[0, 1, 2"):
         pool.run("A", "matvec", x, enough=_any_k, actions=actions, timeout=0.5)
     assert time.perf_counter() - t0 < 5
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N, timeout=5)  # delays woken
@@ -260,7 +267,8 @@ def test_a_worker_lost_while_placing_is_dead_for_the_round(pool, rng, monkeypatc
     dying.add(2)  # s + 1: the round says which and why
     pool.place("B", [[b] for b in blocks])
     with pytest.raises(
-        NotEnoughWorkers, match=r"dead: \[1, 2, 4\].*placement failed on \{1: 'FutureCancelledError"
+        NotEnoughWorkers,
+        match=r"dead workers: \[1, 2, 4\].*placement failed on \{1: 'FutureCancelledError",
     ):
         pool.run("B", "matvec", x, enough=_any_k, timeout=15)
     dying.clear()  # back: the next round places them again
@@ -309,7 +317,7 @@ def test_close_does_not_wait_for_a_hung_worker(pool, monkeypatch):
 
 def test_bad_arguments(pool, rng):
     A, E, blocks = _coded(rng, np.float64)
-    with pytest.raises(ValueError, match="payloads has 2 entries, expected one per worker"):
+    with pytest.raises(ValueError, match="payloads has 2 entries, expected n_workers = 6"):
         pool.place("A", [[blocks[0]], [blocks[1]]])
     pool.place("A", [[b] for b in blocks])
     x = np.ones(A.shape[1])
@@ -327,9 +335,18 @@ def test_bad_arguments(pool, rng):
         with pytest.raises(ValueError, match=f"timeout must be .*, got {found}"):
             pool.run("A", "matvec", x, enough=_any_k, timeout=bad)
     assert sorted(pool.run("A", "matvec", x, enough=_any_k, timeout=float("inf")).answered)
-    # an error inside the worker's computation reaches the caller
-    with pytest.raises(ValueError, match="dimension mismatch|mismatch|shape"):
+    # the operand is checked against the placed payloads before anything is sent
+    with pytest.raises(ValueError, match=r"operand has 24 rows, expected 23 \(the columns of"):
         pool.run("A", "matvec", np.ones(A.shape[1] + 1), enough=_any_k)
+    with pytest.raises(ValueError, match="operand has dtype int64, expected float32 or float64"):
+        pool.run("A", "matvec", np.ones(A.shape[1], dtype=np.int64), enough=_any_k)
+    with pytest.raises(ValueError, match=r"op 'matmat' needs a pair .* found a matrix"):
+        pool.run("A", "matmat", None, enough=_any_k)
+    with pytest.raises(TypeError, match=r"payloads\[0\]\[0\] is a str"):
+        pool.place("bad", [["block"]] + [[b] for b in blocks[1:]])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="threads_per_worker must be"):
+            type(pool)(pool.client, threads_per_worker=bad)
 
 
 def test_drop_and_close_release_the_data(client, rng):
@@ -358,6 +375,68 @@ def test_drop_and_close_release_the_data(client, rng):
         pool.run("B", "matvec", np.ones(A.shape[1]), enough=_any_k)
     pool.close()  # idempotent
     assert client.status == "running"  # the user's client is left alone
+
+
+@pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
+def test_threads_per_worker_reaches_the_kernels(pool, rng):
+    A, E, blocks = _coded(rng, np.float64, m=400, c=300)
+    two = type(pool)(pool.client, mode=pool.mode, threads_per_worker=2, timeout=20)
+    try:
+        assert two.threads_per_worker == 2
+        two.place("A", [[b] for b in blocks])
+        x = rng.standard_normal((A.shape[1], 4))
+        rr = two.run("A", "matvec", x, enough=lambda r: len(r) == N)
+        for w in range(N):
+            np.testing.assert_allclose(rr.results[(w, 0)], blocks[w] @ x, rtol=1e-12)
+    finally:
+        two.close()
+
+
+_QUIET = textwrap.dedent(
+    """
+    import numpy as np, scipy.sparse as sp, distributed
+    from sparsecoded import DaskPool
+    from sparsecoded.stragglers import Action
+
+    if __name__ == "__main__":
+        cluster = distributed.LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        )
+        client = distributed.Client(cluster)
+        blocks = [sp.random_array((5, 4), density=0.5, rng=i, format="csr") for i in range(3)]
+        x = np.arange(4.0)
+        slow = [Action(), Action(delay=1.0), Action(delay=1.0)]  # their cancels race the drop
+        for mode in ("actors", "tasks"):
+            pool = DaskPool(client, mode=mode)
+            for job in ("a", "b", "c"):
+                pool.place(job, [[b] for b in blocks])
+                r = pool.run(job, "matvec", x, enough=lambda r: len(r) >= 1, actions=slow)
+                assert np.allclose(r.results[(0, 0)], blocks[0] @ x)
+                pool.drop(job)
+            pool.close()
+        left_open = DaskPool(client)
+        left_open.place("d", [[b] for b in blocks])
+        left_open.run("d", "matvec", x, enough=lambda r: len(r) == 3)
+        client.close()  # with the pool still open
+        cluster.close()
+        assert left_open.closed
+        left_open.close()  # harmless
+        print("ok", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_jobs_come_and_go_and_the_client_closes_without_a_traceback(tmp_path):
+    script = tmp_path / "quiet.py"
+    script.write_text(_QUIET)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+    for bad in ("Traceback", "CRITICAL", "KeyError", "ERROR"):
+        assert bad not in out.stderr, out.stderr
 
 
 def _all_back(client):

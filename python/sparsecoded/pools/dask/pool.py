@@ -31,21 +31,15 @@ actor's methods are coroutines, so a cancel call is served at once.
 
 Measured per round (all 8 answers needed, tiny blocks, n = 8, LocalCluster
 with processes and 1 thread per worker, ``bench/test_bench_dask.py``, this
-shared 2-core machine), median (min):
+shared 2-core machine, load ~5 and ~16), median: tasks 47 and 354 ms, actors
+18 and 21 ms.  Tuning Dask (no profiling, no work stealing, slower admin
+ticks) or computing tiny products on the worker's event loop stayed within
+the noise; Dask's batching intervals (client 10 ms, scheduler 5 ms, worker
+2 ms) are hard-coded, not ``dask.config`` settings.
 
-=====================  ==================  ==================
-load average           ~5                  ~16
-tasks, default         47 ms (37)          354 ms (70)
-tasks, tuned           44 ms (37)          133 ms (52)
-actors, default        18 ms (15)          21 ms (17)
-actors, tuned          20 ms (15)          16 ms (14)
-=====================  ==================  ==================
-
-Tuned = no worker profiling, no work stealing, slower admin ticks (``TUNED``
-in the benchmark): within the noise here.  Dask's batching intervals are
-hard-coded (client 10 ms, scheduler 5 ms, worker 2 ms), not ``dask.config``
-settings.  Computing tiny products on the worker's event loop instead of a
-thread made no measurable difference either.
+The modes are two strategy objects behind one round loop (:mod:`._modes`);
+what runs on the workers is in :mod:`._worker`.  Deaths and re-placements are
+logged at INFO on the ``sparsecoded.pools.dask`` logger.
 
 Importing this module imports ``distributed``; ``import sparsecoded`` does not.
 """
@@ -55,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
+import logging
 import threading
 import time
 import uuid
@@ -65,201 +59,38 @@ from typing import Any
 
 import distributed
 import numpy as np
-from distributed import as_completed
 
-from ...errors import NotEnoughWorkers, PoolClosed
 from ...stragglers import Action
-from ..base import RoundResult, SlotKey, check_round_args, check_timeout, compute
+from ..base import (
+    PlacedJob,
+    PoolBase,
+    RoundResult,
+    SlotKey,
+    check_threads,
+    check_timeout,
+    place_payloads,
+)
+from . import _worker
+from ._modes import _Actors, _is_lost_worker, _Tasks
+from ._worker import CRASH_EXIT_STATUS
 
-__all__ = ["DaskPool"]
+__all__ = ["CRASH_EXIT_STATUS", "DaskPool"]
 
-_NO_ACTION = Action()
+log = logging.getLogger("sparsecoded.pools.dask")
 
-# ---------------------------------------------------------------------------
-# Worker side.  These functions run inside the Dask worker processes; their
-# state is per process (a restarted worker starts empty, which is right).
-
-_cond = threading.Condition()
-#: pool token -> highest round of that pool that has been cancelled
-_cancelled: dict[str, int] = {}
-#: (pool token, round, worker) -> number of that worker's slots finished
-_progress: dict[tuple[str, int, int], int] = {}
-
-#: exit status of a worker told to crash (any non-zero status: the nanny restarts it)
-CRASH_EXIT_STATUS = 75
-#: longest a waiting task sleeps between looks at the cancellation flag
-_SLICE = 0.05
 #: longest close() waits for the workers to forget the pool (a hung worker must not hold it)
 _CLOSE_WAIT = 5.0
-
-
-def _is_cancelled(token: str, round_index: int) -> bool:
-    return _cancelled.get(token, -1) >= round_index
-
-
-def _wait_until(token: str, round_index: int, ready: Callable[[], bool], deadline: float) -> bool:
-    """Sleep until ``ready()`` or ``deadline``; False when the round is cancelled first."""
-    with _cond:
-        while True:
-            if _is_cancelled(token, round_index):
-                return False
-            if ready():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return True
-            _cond.wait(min(left, _SLICE))
-
-
-def _cancel_rounds(token: str, round_index: int) -> None:
-    """Cancel rounds ``<= round_index`` of the pool ``token`` on this worker (runs on its loop)."""
-    with _cond:
-        if _cancelled.get(token, -1) < round_index:
-            _cancelled[token] = round_index
-        for key in [k for k in _progress if k[0] == token and k[1] <= round_index]:
-            del _progress[key]
-        _cond.notify_all()
-
-
-def _forget_pool(token: str) -> None:
-    """Drop what this worker remembers of a closed pool."""
-    with _cond:
-        _cancelled.pop(token, None)
-        for key in [k for k in _progress if k[0] == token]:
-            del _progress[key]
-        _cond.notify_all()
-
-
-def _slot_task(
-    token: str,
-    round_index: int,
-    worker: int,
-    slot: int,
-    n_slots: int,
-    op: str,
-    payload: Any,
-    operand: Any,
-    delay: float,
-    crash: bool,
-) -> tuple[Any, float, float] | None:
-    """Compute one payload of one worker in one round; None when cancelled first.
-
-    Slot 0 applies the injected straggler action; slot ``j > 0`` waits for
-    slot ``j - 1`` of the same round on this worker (a device computes its
-    blocks one after another even when its Dask worker has several threads).
-    """
-    chain = (token, round_index, worker)
-    if slot == 0:
-        if crash:
-            # the device dies mid-round: no clean shutdown, the nanny restarts the process
-            os._exit(CRASH_EXIT_STATUS)
-        if delay > 0 and not _wait_until(
-            token, round_index, lambda: False, time.monotonic() + delay
-        ):
-            return None
-    elif not _wait_until(token, round_index, lambda: _progress.get(chain, 0) >= slot, float("inf")):
-        return None
-    t0 = time.perf_counter()
-    value = compute(op, payload, operand)
-    seconds = time.perf_counter() - t0
-    with _cond:
-        if slot + 1 >= n_slots:
-            _progress.pop(chain, None)
-        elif not _is_cancelled(token, round_index):
-            _progress[chain] = slot + 1
-        _cond.notify_all()
-    return value, seconds, time.time()
-
-
-class _RoundOnDevice:
-    def __init__(self) -> None:
-        self.cancel = asyncio.Event()
-        self.progress = asyncio.Condition()
-        self.done = 0
-
-
-_compute_thread: Any = None
-
-
-def _compute_executor() -> Any:
-    """One compute thread per worker process for the actor path: a device works serially."""
-    global _compute_thread
-    if _compute_thread is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _compute_thread = ThreadPoolExecutor(1, thread_name_prefix="sparsecoded-compute")
-    return _compute_thread
-
-
-class _Device:
-    """Actor holding one job's payloads on one worker (``mode="actors"``).
-
-    Its methods are coroutines, so they run on the worker's event loop: a
-    ``cancel`` call is served at once even while a delay or a computation is
-    under way, and the computation itself runs in a compute thread.
-    """
-
-    def __init__(self, *payloads: Any):
-        self.payloads = list(payloads)
-        self.rounds: dict[int, _RoundOnDevice] = {}
-        self.cancelled = -1
-
-    def _round(self, r: int) -> _RoundOnDevice:
-        state = self.rounds.get(r)
-        if state is None:
-            state = self.rounds[r] = _RoundOnDevice()
-            for old in [k for k in self.rounds if k < r - 8]:
-                del self.rounds[old]
-        return state
-
-    async def compute(
-        self, r: int, slot: int, op: str, operand: Any, delay: float, crash: bool
-    ) -> tuple[Any, float, float] | None:
-        state = self._round(r)
-        if r <= self.cancelled:
-            return None
-        if slot == 0:
-            if crash:
-                os._exit(CRASH_EXIT_STATUS)
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(state.cancel.wait(), delay)
-                    return None  # cancelled during the delay
-                except asyncio.TimeoutError:
-                    pass
-        else:
-            async with state.progress:
-                await state.progress.wait_for(lambda: state.done >= slot or state.cancel.is_set())
-        if state.cancel.is_set():
-            return None
-        t0 = time.perf_counter()
-        value = await asyncio.get_running_loop().run_in_executor(
-            _compute_executor(), compute, op, self.payloads[slot], operand
-        )
-        seconds = time.perf_counter() - t0
-        async with state.progress:
-            state.done = slot + 1
-            state.progress.notify_all()
-        return value, seconds, time.time()
-
-    async def cancel(self, r: int) -> None:
-        self.cancelled = max(self.cancelled, r)
-        for k, state in list(self.rounds.items()):
-            if k <= r:
-                state.cancel.set()
-                async with state.progress:
-                    state.progress.notify_all()
-
-
-# ---------------------------------------------------------------------------
-# Master side.
+#: longest a drop waits for a job's calls still in flight before it frees the actors
+_SETTLE_WAIT = 5.0
 
 
 class _EventHub:
     """One handler of the scheduler's ``all`` topic per client, fanned out to its pools.
 
-    ``Client.subscribe_topic`` keeps one handler per topic, so two pools on
-    one client must share it.
+    ``Client.subscribe_topic`` keeps one handler per topic, so two pools on one
+    client share it.  At the client's close it unsubscribes first (else the
+    scheduler sends the client's own ``remove-client`` event down its closing
+    stream and logs CRITICAL) and marks its pools closed.
     """
 
     _hubs: weakref.WeakKeyDictionary[distributed.Client, _EventHub] = weakref.WeakKeyDictionary()
@@ -269,6 +100,9 @@ class _EventHub:
         self.pools: weakref.WeakSet[DaskPool] = weakref.WeakSet()
         self.client = client
         client.subscribe_topic("all", self._handle)
+        # Client._close stops every periodic callback first thing, on every path
+        # (close(), the context manager, atexit): the one hook a Client offers.
+        client._periodic_callbacks[f"sparsecoded-{id(self)}"] = self
 
     def _handle(self, event: Any) -> None:
         _, msg = event
@@ -276,6 +110,17 @@ class _EventHub:
             return
         for pool in list(self.pools):
             pool._membership_event(msg["action"], msg.get("worker"))
+
+    start = staticmethod(lambda: None)  # the periodic-callback interface: stop() matters
+
+    def stop(self) -> None:
+        """The client is closing (on its loop): let go of it, close its pools' books."""
+        with self._lock:
+            self._hubs.pop(self.client, None)
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic("all")
+        for pool in list(self.pools):
+            pool._client_closed()
 
     @classmethod
     def join(cls, client: distributed.Client, pool: DaskPool) -> None:
@@ -294,16 +139,19 @@ class _EventHub:
             hub.pools.discard(pool)
             if not hub.pools:
                 del cls._hubs[client]
+                client._periodic_callbacks.pop(f"sparsecoded-{id(hub)}", None)
                 with contextlib.suppress(Exception):
                     client.unsubscribe_topic("all")
 
 
-class _Job:
-    """What one job placed: the payloads (kept for re-placement) and their futures."""
+class _Job(PlacedJob):
+    """What one job placed: the checked payloads (kept for re-placement) and their futures."""
 
-    def __init__(self, payloads: list[list[Any]]):
-        self.payloads = payloads
-        n = len(payloads)
+    def __init__(self, placed: PlacedJob):
+        super().__init__(
+            placed.payloads, placed.n_cols, placed.dtype, placed.first_matrix, placed.first_pair
+        )
+        n = len(self.payloads)
         #: futures of the scattered payloads, per worker (None: not placed)
         self.futures: list[list[distributed.Future] | None] = [None] * n
         #: address each worker's payloads were scattered to
@@ -312,6 +160,22 @@ class _Job:
         self.actors: list[tuple[distributed.Future, Any] | None] = [None] * n
         #: why the last placement on a worker failed, per worker (until it succeeds)
         self.failed: dict[int, str] = {}
+        #: actor calls still in flight (freeing the actors waits for them)
+        self.calls: set[asyncio.Future] = set()
+
+    def track(self, call: asyncio.Future) -> None:
+        self.calls.add(call)
+        call.add_done_callback(self.calls.discard)
+
+    async def settle(self) -> None:
+        """Wait (a bounded time) for the calls in flight, then free the job's data.
+
+        A call that reached a worker after its actor was freed would make the
+        worker and the scheduler log a ``KeyError`` traceback.
+        """
+        if self.calls:
+            await asyncio.wait(list(self.calls), timeout=_SETTLE_WAIT)
+        self.release()
 
     def release(self, w: int | None = None) -> None:
         """Tell Dask to free worker ``w``'s data (all workers' by default) now.
@@ -339,7 +203,7 @@ def _name_order(name: Any) -> tuple[int, Any]:
     return (0, name) if isinstance(name, int) else (1, str(name))
 
 
-class DaskPool:
+class DaskPool(PoolBase):
     """Worker pool over a ``dask.distributed`` cluster.
 
     Parameters
@@ -372,6 +236,9 @@ class DaskPool:
         with no scheduler in the path (several times faster per round; see
         the module notes).  Placement, pinning by name, cancellation, crash
         detection and re-placement behave the same.
+    threads_per_worker : int
+        OpenMP threads of each kernel call on a worker (>= 1); the Dask
+        worker's own thread count is the cluster's business.
 
     Notes
     -----
@@ -400,20 +267,23 @@ class DaskPool:
         direct: bool = True,
         inline_bytes: int = 1 << 20,
         mode: str = "actors",
+        threads_per_worker: int = 1,
         _owned: Sequence[Any] = (),
     ):
-        if mode not in ("tasks", "actors"):
+        modes = {"tasks": _Tasks, "actors": _Actors}
+        if mode not in modes:
             raise ValueError(f"mode must be 'tasks' or 'actors', got {mode!r}")
-        self.mode = mode
         if getattr(client, "asynchronous", False):
             raise ValueError("DaskPool needs a synchronous Client, got an asynchronous one")
+        self._mode = modes[mode](self)
         self.timeout = check_timeout(timeout)
+        self.threads_per_worker = check_threads(threads_per_worker)
         self.client = client
         self.poll = float(poll)
         self.direct = bool(direct)
         self.inline_bytes = int(inline_bytes)
         self._owned = list(_owned)
-        self._closed = False
+        self._released = False
         self._token = uuid.uuid4().hex[:12]
         self._rounds = itertools.count()
         self._jobs: dict[str, _Job] = {}
@@ -438,7 +308,6 @@ class DaskPool:
                 )
         self.names: list[Any] = names
         self.n_workers = len(names)
-        self._index = {name: i for i, name in enumerate(names)}
         #: current address of each pool worker, None while it is gone
         self._addr: list[str | None] = [present.get(name) for name in names]
         client.sync(self._start_on_loop)
@@ -446,8 +315,13 @@ class DaskPool:
 
     # -- plumbing -------------------------------------------------------------
 
+    @property
+    def mode(self) -> str:
+        """``"tasks"`` or ``"actors"`` (see the class notes)."""
+        return self._mode.name
+
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{sum(a is not None for a in self._addr)} alive"
+        state = "closed" if self.closed else f"{sum(a is not None for a in self._addr)} alive"
         return f"DaskPool(n_workers={self.n_workers}, {state}, scheduler={self._scheduler!r})"
 
     @property
@@ -455,12 +329,6 @@ class DaskPool:
         with contextlib.suppress(Exception):
             return self.client.scheduler.address
         return None
-
-    def __enter__(self) -> DaskPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def alive(self) -> list[int]:
         """Pool workers the scheduler knows now (asks it; a restarted worker counts again)."""
@@ -487,10 +355,6 @@ class DaskPool:
                 raise TimeoutError(f"workers {missing} did not come back within {timeout:g} s")
             time.sleep(0.1)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise PoolClosed("this DaskPool is closed")
-
     async def _start_on_loop(self) -> None:
         self._changed = asyncio.Event()
         self._replace_lock = asyncio.Lock()
@@ -510,17 +374,26 @@ class DaskPool:
 
     def _membership_event(self, action: str, address: str | None) -> None:
         """Called on the client's loop for every worker added or removed."""
-        if self._closed:
+        if self.closed:
             return
         if action == "remove-worker":
             for i, a in enumerate(self._addr):
                 if a == address:
                     self._addr[i] = None
+                    log.info("DaskPool worker %d (%s) left the cluster", i, address)
         else:
             # maybe one of ours coming back from a restart: re-place its payloads now
             self._spawn(self._refresh(replace=True))
         if self._changed is not None:
             self._changed.set()
+
+    def _client_closed(self) -> None:
+        """The client is closing under the pool (on its loop): nothing can be called any more."""
+        if self._closed_reason is None:
+            self._closed_reason = "its Client was closed"
+        for task in list(self._background):
+            task.cancel()
+        self._jobs.clear()
 
     async def _refresh(self, *, replace: bool, timeout: float | None = None) -> None:
         """Look the pool's workers up by name; re-place payloads of those that moved."""
@@ -566,10 +439,7 @@ class DaskPool:
                     futs is not None
                     and job.at[w] == addr
                     and all(f.status == "finished" for f in futs)
-                    and (
-                        self.mode == "tasks"
-                        or (job.actors[w] is not None and job.actors[w][0].status == "finished")
-                    )
+                    and self._mode.fresh(job, w)
                 )
                 if addr is not None and not fresh:
                     todo.append(w)
@@ -587,70 +457,54 @@ class DaskPool:
     async def _scatter(self, job: _Job, w: int) -> None:
         """Place worker ``w``'s payloads; on any failure leave it unplaced and say why."""
         addr = self._addr[w]
+        again = job.at[w] is not None or w in job.failed
         job.release(w)
         job.failed.pop(w, None)
         if addr is None:
             return
         items = job.payloads[w]
         futs: list[distributed.Future] = []
-        holder: distributed.Future | None = None
         try:
             if items:
                 futs = await self.client.scatter(
-                    list(items),
-                    workers=[addr],
-                    hash=False,
-                    direct=self.direct,
-                    asynchronous=True,
+                    list(items), workers=[addr], hash=False, direct=self.direct, asynchronous=True
                 )
-            if self.mode == "actors":
-                holder = self.client.submit(
-                    _Device,
-                    *futs,
-                    actor=True,
-                    workers=[self.names[w]],
-                    allow_other_workers=False,
-                    pure=False,
-                    key=f"sparsecoded-device-{self._token}-{w}-{uuid.uuid4().hex[:8]}",
-                )
-                actor = await holder
+            held = await self._mode.hold(job, w, futs)
         except BaseException as exc:
             # The worker left (OSError, a timeout, or FutureCancelledError when it
             # died holding the data), the payload could not be sent, or the wait
             # was cancelled: either way this worker is unplaced for now.
-            for f in [*futs, *([holder] if holder is not None else [])]:
+            for f in futs:
                 with contextlib.suppress(Exception):
                     f.release()
             if not isinstance(exc, Exception):
                 raise
             job.failed[w] = f"{type(exc).__name__}: {exc}"
+            log.info("DaskPool could not place a job on worker %d: %s", w, job.failed[w])
             return
         job.futures[w] = list(futs)
         job.at[w] = addr
-        if self.mode == "actors":
-            job.actors[w] = (holder, actor)
+        job.actors[w] = held
+        if again:
+            log.info("DaskPool re-placed a job's payloads on worker %d (%s)", w, addr)
 
     # -- the interface ----------------------------------------------------------
 
     def place(self, job: str, payloads: Sequence[Sequence[Any]]) -> None:
         """Scatter ``payloads[w]`` to worker ``w`` under the key ``job`` (replacing any before).
 
-        The pool keeps a reference to the payloads so that it can place them
-        again on a worker that restarts.
+        The payloads are checked once, here (see :func:`.base.place_payloads`);
+        the pool keeps a reference to them so that it can place them again on
+        a worker that restarts.
         """
         self._check_open()
-        if len(payloads) != self.n_workers:
-            raise ValueError(
-                f"payloads has {len(payloads)} entries, expected one per worker "
-                f"(n_workers = {self.n_workers})"
-            )
-        record = _Job([list(p) for p in payloads])
+        record = _Job(place_payloads(payloads, self.n_workers))
         self.client.sync(self._place_async, job, record)
 
     async def _place_async(self, name: str, record: _Job) -> None:
         old = self._jobs.pop(name, None)
         if old is not None:
-            old.release()
+            await old.settle()
         await self._refresh(replace=False)
         self._jobs[name] = record
         await self._ensure_placed(record)
@@ -658,8 +512,8 @@ class DaskPool:
     def drop(self, job: str) -> None:
         """Release what ``job`` placed (unknown jobs are ignored)."""
         record = self._jobs.pop(job, None)
-        if record is not None:
-            self.client.sync(_release_on_loop, record)
+        if record is not None and not self.closed:
+            self.client.sync(record.settle)
 
     def run(
         self,
@@ -671,15 +525,20 @@ class DaskPool:
         actions: Sequence[Action] | None = None,
         timeout: float | None = None,
     ) -> RoundResult:
-        """One round; see :class:`sparsecoded.pools.base.Pool`."""
-        self._check_open()
-        check_round_args(job, self._jobs, op, actions, self.n_workers)
-        limit = self.timeout if timeout is None else check_timeout(timeout)
-        return self.client.sync(self._run_async, job, op, operand, enough, actions, limit)
+        """One round; see :class:`sparsecoded.pools.base.Pool`.
+
+        Raises :class:`~sparsecoded.errors.NotEnoughWorkers` once every worker
+        has answered or died, :class:`~sparsecoded.errors.RoundTimeout` at the
+        timeout.  ``RoundResult.extra`` holds ``round`` (the pool's count),
+        ``mode`` and ``finished_at`` (each result's worker clock).
+        """
+        record, x, limit = self._start_round(job, op, operand, actions, timeout)
+        return self.client.sync(self._run_async, job, record, op, x, enough, actions, limit)
 
     async def _run_async(
         self,
         name: str,
+        job: _Job,
         op: str,
         operand: Any,
         enough: Callable[[Mapping[SlotKey, Any]], bool],
@@ -689,7 +548,6 @@ class DaskPool:
         assert self._changed is not None
         t0 = time.perf_counter()
         deadline = t0 + limit
-        job = self._jobs[name]
         r = next(self._rounds)
         # Placing the payloads again on a restarted worker takes milliseconds;
         # one on a worker that just left can hang for the client's timeout.  It
@@ -704,84 +562,14 @@ class DaskPool:
         ]
         dead = set(range(self.n_workers)) - set(live)
 
-        # a large operand goes once to each worker of the round (one key per
-        # worker: scatter(broadcast=True) broke the scheduler-client stream here)
-        scattered: dict[int, distributed.Future] = {}
-        if (
-            self.mode == "tasks"  # an actor call carries its arguments straight to the worker
-            and operand is not None
-            and isinstance(operand, np.ndarray)
-            and operand.nbytes > self.inline_bytes
-            and live
-        ):
-            got = await asyncio.gather(
-                *(
-                    self.client.scatter(
-                        [operand],
-                        workers=[self._addr[w]],
-                        hash=False,
-                        direct=self.direct,
-                        asynchronous=True,
-                    )
-                    for w in live
-                )
-            )
-            scattered = {w: fs[0] for w, fs in zip(live, got, strict=True)}
-
         # Both modes feed one queue of arrivals: ((worker, slot), status, value).
         arrivals: asyncio.Queue = asyncio.Queue()
-        feeders: list[asyncio.Future] = []
-        futures: dict[Any, SlotKey] = {}
-        per_worker: dict[int, int] = {}
-        # all submissions happen in this one step of the loop, so the client
-        # sends them to the scheduler (or the workers) as one batch
-        for w in live:
-            act = actions[w] if actions is not None else _NO_ACTION
-            slots = job.futures[w] or []
-            per_worker[w] = len(slots)
-            for j, payload in enumerate(slots):
-                arg = scattered.get(w, operand)
-                if self.mode == "actors":
-                    try:
-                        call = job.actors[w][1].compute(
-                            r, j, op, arg, float(act.delay), bool(act.crash)
-                        )
-                    except RuntimeError:  # "Worker holding Actor was lost"
-                        arrivals.put_nowait(((w, j), "error", OSError("actor lost")))
-                        continue
-                    feeders.append(asyncio.ensure_future(_arrival(arrivals, (w, j), call)))
-                    continue
-                f = self.client.submit(
-                    _slot_task,
-                    self._token,
-                    r,
-                    w,
-                    j,
-                    len(slots),
-                    op,
-                    payload,
-                    arg,
-                    float(act.delay),
-                    bool(act.crash),
-                    key=f"sparsecoded-{self._token}-{r}-{w}-{j}",
-                    workers=[self.names[w]],
-                    allow_other_workers=False,
-                    priority=-j,
-                    pure=False,
-                )
-                futures[f] = (w, j)
-        ac = None
-        if futures:
-            ac = as_completed(
-                list(futures), loop=self.client.loop, with_results=True, raise_errors=False
-            )
-            feeders.append(asyncio.ensure_future(_drain(ac, futures, arrivals)))
-
+        handle = await self._mode.submit(job, r, live, op, operand, actions, arrivals)
         results: dict[SlotKey, Any] = {}
         order: list[SlotKey] = []
         seconds: dict[SlotKey, float] = {}
         finished: dict[SlotKey, float] = {}  # worker clock: replies may overtake each other
-        remaining = {w: count for w, count in per_worker.items() if count}
+        remaining = {w: len(job.futures[w]) for w in live if job.futures[w]}
         error: BaseException | None = None
         decided = False
         nxt: asyncio.Future | None = None
@@ -835,23 +623,9 @@ class DaskPool:
             for waiter in (nxt, changed):
                 if waiter is not None:
                     waiter.cancel()
-            for feeder in feeders:
-                feeder.cancel()
-            unfinished = [f for f, key in futures.items() if key not in results]
             busy = sorted(w for w in remaining if w not in dead)
-            if self.mode == "actors":
-                for w in busy:
-                    if job.actors[w] is not None:
-                        with contextlib.suppress(RuntimeError):  # its worker is gone
-                            job.actors[w][1].cancel(r)  # a direct call, served at once
-            elif unfinished:
-                self._spawn(self._cancel(unfinished, r, busy))
-            # This frame can outlive the round (in the traceback of an exception
-            # raised from it, freed only by the cycle collector): hold no future,
-            # so that Dask releases the tasks' results now.
-            scattered.clear()
-            futures.clear()
-            unfinished = ac = None
+            self._mode.finish(job, r, busy, results, handle)
+            handle = None
 
         elapsed = time.perf_counter() - t0
         if error is not None:
@@ -866,24 +640,17 @@ class DaskPool:
             extra={"backend": "dask", "mode": self.mode, "round": r, "finished_at": finished},
         )
         if not decided:
-            why = f"timed out after {limit:g} s" if remaining else "every worker answered or died"
+            timed_out = bool(remaining)
+            why = f"timed out after {limit:g} s" if timed_out else "every worker answered or died"
             unplaced = {w: job.failed[w] for w in sorted(dead) if w in job.failed}
-            raise NotEnoughWorkers(
-                f"round {r} of job {name!r} cannot be decoded: {why}; "
-                f"{len(self._answered(order))} of {self.n_workers} workers answered "
-                f"{self._answered(order)}, dead: {sorted(dead)}, "
-                f"still busy: {sorted(set(remaining) - dead)}"
-                + (f"; placement failed on {unplaced}" if unplaced else ""),
-                dead=dead,
-                answered=self._answered(order),
+            more = f"; still busy: {sorted(set(remaining) - dead)}"
+            more += f"; placement failed on {unplaced}" if unplaced else ""
+            raise self._round_failed(
+                name, why, order=order, n_results=len(results), dead=dead, timed_out=timed_out,
                 # nothing more can arrive once no worker remains: hand over what did
-                partial=None if remaining else rr,
-            )
+                partial=None if timed_out else rr, more=more,
+            )  # fmt: skip
         return rr
-
-    @staticmethod
-    def _answered(order: list[SlotKey]) -> list[int]:
-        return list(dict.fromkeys(w for w, _ in order))
 
     async def _cancel(self, futures: list[distributed.Future], r: int, busy: list[int]) -> None:
         """Cancel the round's leftover tasks and wake the injected delays of ``busy`` workers."""
@@ -891,19 +658,19 @@ class DaskPool:
             await self.client.cancel(futures, asynchronous=True)
         # addresses looked up now: a worker seen dying meanwhile is not called
         addrs = [a for a in (self._addr[w] for w in busy) if a is not None]
-        await self._call_workers(addrs, 10.0, _cancel_rounds, self._token, r)
+        await self._call_workers(addrs, 10.0, _worker.cancel_rounds, self._token, r)
 
     def close(self) -> None:
         """Release what the pool placed; close the cluster only if the pool created it."""
-        if self._closed:
+        if self._released:
             return
-        self._closed = True
+        self._released = True
+        if self._closed_reason is None:
+            self._closed_reason = "close() was called"
         _EventHub.leave(self.client, self)
-        with contextlib.suppress(Exception):
-            self.client.sync(self._close_async)
-        for record in self._jobs.values():
+        if self.client.status == "running":  # not when the client closed under the pool
             with contextlib.suppress(Exception):
-                self.client.sync(_release_on_loop, record)
+                self.client.sync(self._close_async)
         self._jobs.clear()
         for thing in reversed(self._owned):
             with contextlib.suppress(Exception):
@@ -915,8 +682,11 @@ class DaskPool:
             _, late = await asyncio.wait(list(self._background), timeout=2)
             for task in late:
                 task.cancel()
+        for record in list(self._jobs.values()):
+            with contextlib.suppress(Exception):
+                await record.settle()
         addrs = [a for a in self._addr if a is not None]
-        await self._call_workers(addrs, _CLOSE_WAIT, _forget_pool, self._token)
+        await self._call_workers(addrs, _CLOSE_WAIT, _worker.forget_pool, self._token)
 
     async def _call_workers(self, addrs: list[str], timeout: float, fn: Any, *args: Any) -> None:
         """Run ``fn(*args)`` on the workers at ``addrs``, best effort: a gone or hung
@@ -928,30 +698,3 @@ class DaskPool:
                 self.client.run(fn, *args, workers=addrs, on_error="ignore", asynchronous=True),
                 timeout=timeout,
             )
-
-
-async def _release_on_loop(record: _Job) -> None:
-    record.release()
-
-
-async def _drain(ac: as_completed, futures: Mapping[Any, SlotKey], arrivals: asyncio.Queue) -> None:
-    async for fut, value in ac:
-        arrivals.put_nowait((futures[fut], fut.status, value))
-
-
-async def _arrival(arrivals: asyncio.Queue, key: SlotKey, call: Any) -> None:
-    try:
-        value, status = await call, "finished"
-    except Exception as exc:  # the actor's error or a lost connection: sorted out by the caller
-        value, status = exc, "error"
-    arrivals.put_nowait((key, status, value))
-
-
-def _is_lost_worker(value: Any) -> bool:
-    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
-    # OSError covers CommClosedError and "Unable to contact Actor's worker"
-    return isinstance(exc, (distributed.scheduler.KilledWorker, asyncio.CancelledError, OSError))
-
-
-# ---------------------------------------------------------------------------
-# Over SSH.
