@@ -331,7 +331,16 @@ class CodedMatVec(_Rounds):
 
     @property
     def stragglers(self) -> StragglerModel | None:
+        """The injected straggler model of both directions; assign to change it between rounds."""
         return self._forward.stragglers
+
+    @stragglers.setter
+    def stragglers(self, model: StragglerModel | None) -> None:
+        with self._guard:
+            self._kw["stragglers"] = model
+            for job in (self._forward, self._backward):
+                if job is not None:
+                    job.stragglers = model
 
     @property
     def timeout(self) -> float | None:
