@@ -114,6 +114,9 @@ def test_bad_ssh_arguments():
         ssh_pool([])
     with pytest.raises(ValueError, match="connect_options has 1 entries, expected one per host"):
         ssh_pool(["a", "b"], connect_options=[{}])
+    for bad in (0, 2.0, True):  # refused before any connection is tried
+        with pytest.raises(ValueError, match="threads_per_worker must be an int >= 1|must be >= 1"):
+            ssh_pool(["a", "b"], threads_per_worker=bad)
 
 
 def test_ssh_pool_rejects_a_single_string():

@@ -14,6 +14,7 @@ from typing import Any
 
 import distributed
 
+from ..base import check_threads
 from .pool import DaskPool
 
 __all__ = ["ssh_pool"]
@@ -37,6 +38,7 @@ def ssh_pool(
     scheduler_host: str | None = None,
     worker_options: Mapping[str, Any] | None = None,
     startup_timeout: float = 120.0,
+    threads_per_worker: int = 1,
     **kwargs: Any,
 ) -> DaskPool:
     """Start a Dask cluster over SSH, one named worker per host entry, and pool it.
@@ -61,6 +63,8 @@ def ssh_pool(
         More keywords for each ``distributed.Worker`` (default: one thread).
     startup_timeout : float
         Seconds to wait for every worker to join.
+    threads_per_worker : int
+        OpenMP threads of each kernel call on a worker (>= 1; see :class:`DaskPool`).
     **kwargs
         Passed to :class:`DaskPool` (``timeout``, ``poll``, ...).
 
@@ -79,6 +83,7 @@ def ssh_pool(
             f"hosts must be a sequence of host names (one per worker), got a "
             f"{type(hosts).__name__} {hosts!r}; write [{hosts!r}] for one worker"
         )
+    threads_per_worker = check_threads(threads_per_worker)  # before anything starts
     hosts = list(hosts)
     if not hosts:
         raise ValueError("hosts is empty, expected at least one host")
@@ -136,7 +141,13 @@ def ssh_pool(
         cluster = _Cluster(workers, scheduler, name="sparsecoded-ssh")
         client = distributed.Client(cluster)
         client.wait_for_workers(n, timeout=startup_timeout)
-        return DaskPool(client, workers=list(range(n)), _owned=[cluster, client], **kwargs)
+        return DaskPool(
+            client,
+            workers=list(range(n)),
+            threads_per_worker=threads_per_worker,
+            _owned=[cluster, client],
+            **kwargs,
+        )
     except BaseException:
         # the first error is the one to see: a failing close must neither hide
         # it nor keep the SSH workers running
