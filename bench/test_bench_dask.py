@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed")
 
 N = 8
 
-#: what helped or was tried (see the report in the module docstring of daskpool.py)
+#: what helped or was tried (see the report in the module docstring of pools/dask/pool.py)
 TUNED = {
     "distributed.worker.profile.enabled": False,  # no 10 ms sampling thread in every worker
     "distributed.scheduler.work-stealing": False,  # tasks are pinned anyway
