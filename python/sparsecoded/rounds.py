@@ -280,6 +280,8 @@ class _CodedJob:
             )
         by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
         plan = self._decoder.plan(list(by_row))
+        if plan is None:  # enough() and the fallback only accept decodable sets
+            raise RuntimeError(f"{self.direction} round {round_index}: no decoding plan")
         cached = plan.serial <= made_before  # factorised in an earlier round
         if plan.condition > self._decoder.max_condition:
             log.warning(

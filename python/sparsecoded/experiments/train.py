@@ -122,7 +122,7 @@ def run(
     dens = inputs.floats(density)[0]
     data = inputs.matrix_input(matrix, size, dens, seed)
     A = data.A.astype(np.float64)
-    y, _ = planted_labels(A, seed=seed)
+    y, _w_star = planted_labels(A, seed=seed)
     step = 1.0 / (spectral_norm(A) ** 2 / (4.0 * A.shape[0]) + l2)
     ref = logistic_regression(A, y, l2=l2, step=step, iterations=iterations)
     goal = float(target) if target is not None else ref.losses[len(ref.losses) // 2]
@@ -154,18 +154,19 @@ def run(
             clock = _Clock(simulated)
             with CodedMatVec(A, code, pool, on_round=clock.on_round, timeout=timeout) as op:
                 w = np.random.default_rng(seed).standard_normal(A.shape[1])
-                for _ in range(3):  # place the transpose blocks, warm the decode caches
+                for _warm in range(3):  # place the transpose blocks, warm the decode caches
                     op @ w
                     op.T @ y
                 if delay is None and sparse_round is None:
                     # a no-straggler round of the first scheme (sparse by default), both ways
-                    rounds = []
-                    for _ in range(5):
+                    rounds: list[float] = []
+                    for _rep in range(5):
                         for product in (lambda w=w: op @ w, lambda: op.T @ y):
                             t0 = time.perf_counter()
                             product()
                             wall = time.perf_counter() - t0
                             rep = op.T.report if len(rounds) % 2 else op.report
+                            assert rep is not None  # a round just ran
                             rounds.append(
                                 rep.round_seconds + rep.decode_seconds if simulated else wall
                             )
