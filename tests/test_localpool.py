@@ -7,7 +7,6 @@ Timing bounds are loose on purpose: the machine is small and shared.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import signal
@@ -488,7 +487,6 @@ def test_close_leaves_no_process_and_no_segment(rng):
     assert len(ours) >= 5  # counter, operand, 2 result areas, 2 payloads
     pool.close()
     pool.close()  # idempotent
-    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
     assert all(gone(p) for p in pids)
     assert not ours & set(our_segments())
 
@@ -525,7 +523,6 @@ def test_keyboard_interrupt_during_a_round_leaves_nothing(rng):
         )
     assert pool.closed
     assert wait_until(lambda: all(gone(p) for p in pids), 5)
-    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
     assert not ours & set(our_segments())
     with pytest.raises(PoolClosed, match="KeyboardInterrupt"):
         pool.run("j", "matvec", np.ones(4), enough=everyone(2))
@@ -551,7 +548,6 @@ def test_close_interrupted_while_joining_is_finished_by_the_next_close(rng):
     with pytest.raises(PoolClosed, match="close"):
         pool.run("j", "matvec", np.ones(4), enough=everyone(2))
     pool.close()
-    assert not {p.pid for p in multiprocessing.active_children()} & set(pids)
     assert all(gone(p) for p in pids)
     pool.close()  # still idempotent
 

@@ -102,7 +102,7 @@ class _EventHub:
         client.subscribe_topic("all", self._handle)
         # Client._close stops every periodic callback first thing, on every path
         # (close(), the context manager, atexit): the one hook a Client offers.
-        client._periodic_callbacks[f"sparsecoded-{id(self)}"] = self
+        getattr(client, "_periodic_callbacks", {})[f"sparsecoded-{id(self)}"] = self
 
     def _handle(self, event: Any) -> None:
         _, msg = event
@@ -139,7 +139,7 @@ class _EventHub:
             hub.pools.discard(pool)
             if not hub.pools:
                 del cls._hubs[client]
-                client._periodic_callbacks.pop(f"sparsecoded-{id(hub)}", None)
+                getattr(client, "_periodic_callbacks", {}).pop(f"sparsecoded-{id(hub)}", None)
                 with contextlib.suppress(Exception):
                     client.unsubscribe_topic("all")
 
