@@ -1,9 +1,9 @@
 """``sparsecoded experiment NAME``: the package measured against its baselines.
 
-Six experiments, one module each, comparing coding schemes on the same
+One module per experiment, each comparing coding schemes on the same
 workers, the same matrix and the same injected stragglers: ``worker-time``,
 ``encode-time``, ``completion``, ``stability``, ``iterative``,
-``heterogeneous``.  Each module has ``add_arguments(parser)`` (the flags it
+``heterogeneous``, ``train``.  Each module has ``add_arguments(parser)`` (the flags it
 reads), ``run(**params) -> dict`` (plain keyword parameters: a library call),
 ``plot(record, path)`` and ``summary(record) -> list[str]``; its docstring says
 what it measures.  :func:`run_experiment` adds the machine, versions,
@@ -37,6 +37,7 @@ EXPERIMENTS = {
     "stability": "stability",
     "iterative": "iterative",
     "heterogeneous": "heterogeneous",
+    "train": "train",
 }
 
 

@@ -276,12 +276,7 @@ def run_round(op: Any, x: np.ndarray, y_ref: np.ndarray) -> dict[str, Any]:
 
 def inject(op: Any, model: StragglerModel | None) -> None:
     """Change the stragglers of a placed job: the blocks stay placed, only the injection changes."""
-    try:
-        op.stragglers = model
-    except AttributeError:
-        # CodedMatVec.stragglers is read-only (jobs.py, 9369b66); set it on its forward job
-        # until jobs.py offers a setter
-        op._forward.stragglers = model
+    op.stragglers = model
 
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:
