@@ -225,6 +225,9 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         help="write a PNG plot here (needs matplotlib: the [plot] extra)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .edge_experiment import add_arguments as _add_edge  # issue 11; moves at the merge
+
+    _add_edge(p)
     g.add_argument(
         "--blas-threads",
         type=_int_at_least(1),
@@ -242,6 +245,10 @@ def _run_experiment(args: argparse.Namespace) -> int:
         # not OMP_NUM_THREADS: it would also bind the OpenMP kernels
         for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, str(args.blas_threads))
+    if getattr(args, "emulate", None):  # live on an emulated edge cluster (issue 11)
+        from .edge_experiment import run_from_args
+
+        return run_from_args(args)
     from .experiments import run_experiment, summary_lines
 
     record = run_experiment(args)
@@ -417,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_design(sub)
     _add_demo(sub)
     _add_experiment(sub)
+    from .emulate import add_cli as _add_emulate  # `emulate up/down/list` (issue 11)
+
+    _add_emulate(sub)
     return parser
 
 
@@ -426,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: what was started has been stopped on the way out
+        print(f"sparsecoded {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as exc:  # bad parameters or paths: one clear line
         print(f"sparsecoded {args.command}: error: {exc}", file=sys.stderr)
         return 2

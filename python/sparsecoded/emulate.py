@@ -44,6 +44,7 @@ import contextlib
 import fcntl
 import ipaddress
 import json
+import logging
 import math
 import os
 import random
@@ -410,9 +411,7 @@ def down(tag: str | None = None, *, stale_only: bool = False) -> list[str]:
         st = _State.load(Path(c["dir"]))
         if st is not None and not _teardown(st, quiet=False):
             removed.append(c["tag"])
-    if tag is not None and tag not in removed and not any(
-        c["tag"] == tag for c in list_clusters()
-    ):
+    if tag is not None and tag not in removed and not any(c["tag"] == tag for c in list_clusters()):
         if not removed:
             raise EmulationError(f"no emulated cluster {tag} (see `sparsecoded emulate list`)")
     return removed
@@ -431,6 +430,73 @@ def _close_all_at_exit() -> None:
 
 
 atexit.register(_close_all_at_exit)
+
+
+_CLOSED_COMM_WORDS = ("CommClosedError", "StreamClosedError", "Stream is closed")
+
+
+def _is_closed_comm(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if type(exc).__name__ in ("CommClosedError", "StreamClosedError"):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _quiet_closed_comms(pool: Any) -> None:
+    """On the pool's event loop, drop "Task exception was never retrieved" for closed comms.
+
+    When the cluster stops, the scheduler's last broadcast to nannies that
+    already left fails with ``CommClosedError`` in a task nobody awaits, and
+    asyncio prints its traceback when the task is collected: noise on a path
+    that worked.  Every other exception still goes to the default handler.
+    """
+    loop = getattr(getattr(getattr(pool, "client", None), "loop", None), "asyncio_loop", None)
+    if loop is None:
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(lp: Any, context: dict[str, Any]) -> None:
+        if _is_closed_comm(context.get("exception")):
+            return
+        if previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+class _DropClosedComms(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info and _is_closed_comm(record.exc_info[1]):
+            return False
+        return not any(w in text for w in _CLOSED_COMM_WORDS)
+
+
+@contextlib.contextmanager
+def _closing_quietly() -> Any:
+    """While our own pools stop, Dask's errors about comms that closed are expected: drop them."""
+    flt = _DropClosedComms()
+    names = (
+        "distributed.scheduler",
+        "distributed.core",
+        "distributed.nanny",
+        "distributed.worker",
+        "distributed.comm",
+        "distributed.client",
+        "distributed.deploy.ssh",
+        "asyncio",
+    )
+    loggers = [logging.getLogger(n) for n in names]
+    for lg in loggers:
+        lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(flt)
 
 
 def _sigterm_to_exit(signum: int, frame: Any) -> None:
@@ -476,7 +542,9 @@ class EdgeCluster:
             else self._per_host(link_mbit, "link_mbit", lambda v, w: _check_fraction(v, w))
         )
         self.python = python or sys.executable
-        self.tag = "sc" + "".join(random.SystemRandom().choice("0123456789abcdef") for _ in range(6))
+        self.tag = "sc" + "".join(
+            random.SystemRandom().choice("0123456789abcdef") for _ in range(6)
+        )
         self.hosts: list[str] = []
         self.gateway: str | None = None
         self._state: _State | None = None
@@ -493,7 +561,9 @@ class EdgeCluster:
             return [check(value, what)] * self.n_hosts
         values = list(value)
         if len(values) != self.n_hosts:
-            raise ValueError(f"{what} has {len(values)} entries, expected one per host ({self.n_hosts})")
+            raise ValueError(
+                f"{what} has {len(values)} entries, expected one per host ({self.n_hosts})"
+            )
         return [check(v, what) for v in values]
 
     # -- names
@@ -606,7 +676,8 @@ class EdgeCluster:
             self._wait_for_sshd(i, addr)
 
     def _bring_up_host(self, i: int, addr: str, ip: str, sshd: str | None, bridge: str) -> None:
-        assert self._state is not None and self._groups is not None
+        assert self._state is not None
+        assert self._groups is not None
         ns, veth, d = self.netns(i), f"{self.tag}v{i + 1}", self.state_dir
         self._state.add("netns", ns)
         _run(ip, "netns", "add", ns)
@@ -658,8 +729,18 @@ class EdgeCluster:
         # -D: the sshd stays this process's child with a known pid; its own
         # session keeps terminal signals (Ctrl-C) away from it: close() ends it
         proc = subprocess.Popen(
-            [_which("ip") or "ip", "netns", "exec", ns, str(sshd), "-D", "-f", str(cfg),
-             "-E", str(d / f"sshd-h{i + 1}.log")],
+            [
+                _which("ip") or "ip",
+                "netns",
+                "exec",
+                ns,
+                str(sshd),
+                "-D",
+                "-f",
+                str(cfg),
+                "-E",
+                str(d / f"sshd-h{i + 1}.log"),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -702,7 +783,7 @@ class EdgeCluster:
             self.cpu[i] = f
 
     def pool(self, workers_per_host: int = 1, **kwargs: Any) -> Any:
-        """An :func:`sparsecoded.ssh_pool` with a worker on every host (pool worker ``i`` on host ``i``).
+        """An :func:`sparsecoded.ssh_pool` with a worker per host (pool worker ``i`` on host ``i``).
 
         The workers are started over SSH inside their host, so they run in its
         cgroup.  ``kwargs`` go to ``ssh_pool`` (``timeout``, ``worker_options``...).
@@ -717,6 +798,7 @@ class EdgeCluster:
         kwargs.setdefault("scheduler_host", self.gateway)
         p = ssh_pool(hosts, connect_options=self.connect_options, **kwargs)
         self._pools.append(p)
+        _quiet_closed_comms(p)
         return p
 
     def close(self) -> None:
@@ -730,9 +812,10 @@ class EdgeCluster:
             with contextlib.suppress(ValueError):
                 old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            for p in reversed(self._pools):
-                with contextlib.suppress(Exception):
-                    p.close()
+            with _closing_quietly():
+                for p in reversed(self._pools):
+                    with contextlib.suppress(Exception):
+                        p.close()
             self._pools.clear()
             problems = []
             if self._state is not None:
@@ -754,7 +837,7 @@ class EdgeCluster:
                         signal.signal(signal.SIGTERM, self._old_sigterm)
 
     def detach(self) -> None:
-        """Leave the cluster running when this process ends (``sparsecoded emulate down`` removes it)."""
+        """Leave the cluster running after this process (``sparsecoded emulate down`` ends it)."""
         with _OPEN_LOCK:
             _OPEN.discard(self)
         self._closed = True
@@ -804,7 +887,9 @@ def main(args: Any) -> int:
     """Handler of ``sparsecoded emulate``; errors are one line, exit status 2."""
     try:
         if args.emulate_command == "up":
-            edge = EdgeCluster(args.n_hosts, cpu=_values(args.cpu), link_mbit=_values(args.link_mbit))
+            edge = EdgeCluster(
+                args.n_hosts, cpu=_values(args.cpu), link_mbit=_values(args.link_mbit)
+            )
             edge.start(detach=True)
             edge.detach()
             info = {
@@ -819,8 +904,10 @@ def main(args: Any) -> int:
                 print(json.dumps(info))
             else:
                 print(f"cluster {edge.tag}: {edge.n_hosts} hosts {' '.join(edge.hosts)}")
-                print(f"  ssh -i {edge.state_dir}/client_ed25519 -o UserKnownHostsFile="
-                      f"{edge.state_dir}/known_hosts root@{edge.hosts[0]}")
+                print(
+                    f"  ssh -i {edge.state_dir}/client_ed25519 -o UserKnownHostsFile="
+                    f"{edge.state_dir}/known_hosts root@{edge.hosts[0]}"
+                )
                 print(f"  remove with: sparsecoded emulate down {edge.tag}")
             return 0
         if args.emulate_command == "down":
