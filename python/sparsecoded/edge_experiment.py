@@ -203,7 +203,10 @@ def _stats(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _quiet_dask() -> None:
-    # Dask logs every worker start and stop at INFO; the record says what matters
+    # Dask logs every worker start and stop at INFO; the record says what matters.
+    # Its import sets its loggers' levels: import it first.
+    import distributed  # noqa: F401
+
     for name in ("distributed", "distributed.deploy.ssh", "asyncssh"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
