@@ -76,7 +76,7 @@ _PERIOD_US = 10_000
 _SSH_PORT = 22
 
 
-class EmulationError(RuntimeError):
+class EmulationError(OSError):
     """The cluster cannot be brought up (missing rights or tools), or a step failed."""
 
 
