@@ -132,7 +132,10 @@ def test_hosts_sshd_cgroups_pool_and_close(rng):
 
         t = pool.client.run(busy)
         ratio = t[addrs[1]] / t[addrs[0]]
-        assert ratio > 2.0, ratio  # 5x in theory; a shared machine slows host 0 too
+        # 5x in theory; other jobs on a shared machine slow host 0 too (1.8x seen at load 10)
+        assert ratio > 1.3, ratio
+        stat = (edge.cgroup(1) / "cpu.stat").read_text().split()
+        assert int(stat[stat.index("nr_throttled") + 1]) > 0  # the kernel did hold it back
         edge.set_cpu([1], 1.0)
         if quota[1].exists():
             assert int(quota[1].read_text()) == 10_000
