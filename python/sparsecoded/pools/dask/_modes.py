@@ -7,7 +7,9 @@ worker, directly.  Each says when a worker's placement is complete
 (``fresh``), what placing adds (``hold``: the actor), how a round's calls go
 out (``submit``, feeding one queue of arrivals ``((worker, slot), status,
 value)``) and how the leftovers are cancelled (``finish``).  The round loop
-itself is :meth:`DaskPool._run_async`, the same for both.
+itself is ``DaskPool._run_async``, the same for both.  A mode holds its pool
+(``pool: DaskPool``, left untyped here: this module must not import pool.py,
+which imports it).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import distributed
 import numpy as np
@@ -25,9 +27,6 @@ from distributed import as_completed
 from ...stragglers import Action
 from ..base import SlotKey
 from . import _worker
-
-if TYPE_CHECKING:
-    from .pool import DaskPool, _Job
 
 _NO_ACTION = Action()
 
@@ -42,13 +41,13 @@ class _Tasks:
 
     name = "tasks"
 
-    def __init__(self, pool: DaskPool):
+    def __init__(self, pool: Any):
         self.pool = pool
 
-    def fresh(self, job: _Job, w: int) -> bool:
+    def fresh(self, job: Any, w: int) -> bool:
         return True
 
-    async def hold(self, job: _Job, w: int, futs: list) -> Any:
+    async def hold(self, job: Any, w: int, futs: list) -> Any:
         return None
 
     async def submit(self, job, r, live, op, operand, actions, arrivals) -> Any:
@@ -110,13 +109,13 @@ class _Actors:
 
     name = "actors"
 
-    def __init__(self, pool: DaskPool):
+    def __init__(self, pool: Any):
         self.pool = pool
 
-    def fresh(self, job: _Job, w: int) -> bool:
+    def fresh(self, job: Any, w: int) -> bool:
         return job.actors[w] is not None and job.actors[w][0].status == "finished"
 
-    async def hold(self, job: _Job, w: int, futs: list) -> Any:
+    async def hold(self, job: Any, w: int, futs: list) -> Any:
         pool = self.pool
         holder = pool.client.submit(
             _worker.Device, pool.threads_per_worker, *futs,
