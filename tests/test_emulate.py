@@ -23,7 +23,7 @@ import pytest
 import scipy.sparse as sp
 
 from sparsecoded import emulate
-from sparsecoded.emulate import EdgeCluster, EmulationError
+from sparsecoded.emulate import EdgeCluster, EmulationError, cgroups, state, system
 
 _MISSING = emulate.requirements_missing()
 needs_edge = pytest.mark.skipif(
@@ -38,11 +38,11 @@ def _leftovers(tag: str, subnet: str | None = None) -> list[str]:
     if netns.is_dir():
         out += [f"netns {n.name}" for n in netns.iterdir() if n.name.startswith(tag)]
     out += [f"link {n.name}" for n in Path("/sys/class/net").iterdir() if n.name.startswith(tag)]
-    found = emulate._cpu_cgroup_root()
+    found = system.cpu_cgroup_root()
     if found is not None:
         out += [f"cgroup {p.name}" for p in found[1].iterdir() if tag in p.name]
-    if (emulate._state_root() / tag).exists():
-        out.append(f"state {emulate._state_root() / tag}")
+    if (state.state_root() / tag).exists():
+        out.append(f"state {state.state_root() / tag}")
     prefix = subnet.rsplit(".", 1)[0] + "." if subnet else None
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -65,9 +65,9 @@ def _assert_clean(tag: str, subnet: str | None = None, wait: float = 10.0) -> No
 
 
 def test_missing_requirements_are_one_clear_error(monkeypatch):
-    monkeypatch.setattr(emulate.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(emulate, "_which", lambda *a, **k: None)
-    monkeypatch.setattr(emulate, "_cpu_cgroup_root", lambda: None)
+    monkeypatch.setattr(system.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(system, "which", lambda *a, **k: None)
+    monkeypatch.setattr(system, "cpu_cgroup_root", lambda: None)
     with pytest.raises(EmulationError) as info:
         EdgeCluster(2).start()
     msg = str(info.value)
@@ -90,9 +90,9 @@ def test_bad_arguments():
 
 def test_quota_period_keeps_short_tasks_throttled():
     # 10 % of a core is 1 ms in 10 ms, not 10 ms in the kernel's default 100 ms
-    assert emulate._period_for(0.1) == 10_000
-    assert emulate._period_for(1.0) == 10_000
-    assert emulate._period_for(0.05) == 20_000
+    assert cgroups.period_for(0.1) == 10_000
+    assert cgroups.period_for(1.0) == 10_000
+    assert cgroups.period_for(0.05) == 20_000
 
 
 @needs_edge
@@ -208,6 +208,20 @@ def test_sigkill_leaves_a_stale_cluster_that_down_removes():
     _assert_clean(tag, subnet)
 
 
+def test_cli_errors_are_one_line_with_the_cli_exit_statuses(tmp_path, capsys, monkeypatch):
+    from sparsecoded.cli import main
+
+    monkeypatch.setenv("SPARSECODED_EMULATE_DIR", str(tmp_path))
+    assert main(["emulate", "up", "0"]) == 2  # a bad value: usage
+    assert main(["emulate", "down", "sc000000"]) == 1  # nothing to remove: the work failed
+    assert main(["emulate", "list"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "sparsecoded emulate: error: n_hosts must be an integer from 1 to 200, got 0",
+        "sparsecoded emulate: error: no emulated cluster sc000000 (see `sparsecoded emulate list`)",
+    ]
+
+
 @needs_edge
 def test_cli_up_list_down():
     up = subprocess.run(
@@ -246,7 +260,7 @@ def test_cli_up_list_down():
         text=True,
         timeout=60,
     )
-    assert again.returncode == 2
+    assert again.returncode == 1  # a failure of the work, one line (cli.main's convention)
     assert again.stderr.startswith("sparsecoded emulate: error: no emulated cluster")
 
 

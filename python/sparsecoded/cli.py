@@ -2,7 +2,8 @@
 
 Subcommands: ``design`` (a code and its certificate), ``demo`` (the main job),
 ``experiment NAME`` (measurements against the baselines, one subcommand per
-experiment, built from the experiment's own ``add_arguments``).
+experiment, built from the experiment's own ``add_arguments``), ``emulate
+up|down|list`` (an emulated edge cluster, :mod:`sparsecoded.emulate`).
 
 Exit status: 0 on success, 1 when the work fails (a file that cannot be read,
 a round that cannot be decoded, ...: one line on standard error), 2 for usage
@@ -302,7 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_design(sub)
     _add_demo(sub)
     _add_experiment(sub)
+    _add_emulate(sub)
     return parser
+
+
+def _add_emulate(sub: argparse._SubParsersAction) -> None:
+    from .emulate import add_cli
+
+    add_cli(sub)
 
 
 # failures of the work itself (files, memory, pools, missing extras): exit 1
