@@ -266,34 +266,73 @@ def test_cli_up_list_down():
 
 @needs_edge
 @pytest.mark.slow
-def test_edge_experiment_short(tmp_path, rng):
-    """The live experiment, tiny: stragglers are throttled hosts; nothing is left behind."""
+def test_edge_mode_of_completion_through_run_experiment(tmp_path, rng):
+    """The live completion experiment, tiny: stragglers are throttled hosts; nothing is left."""
     import scipy.io
 
-    from sparsecoded import edge_experiment
+    from sparsecoded.experiments import completion, run_experiment
 
     A = sp.random_array((600, 300), density=0.05, format="csr", rng=rng)
     path = tmp_path / "a.mtx"
     scipy.io.mmwrite(str(path), A)
     before = {c["tag"] for c in emulate.list_clusters()}
-    record = edge_experiment.run(
-        kind="completion",
-        hosts=3,
-        k=2,
-        schemes="sparse,uncoded",
-        matrix=str(path),
-        columns=4,
-        rounds=2,
-        warmup=1,
-        slow_cpu=0.2,
-        cpu=0.5,
+    params = {"emulate": 3, "k": "2", "schemes": "sparse,uncoded", "matrix": str(path)}
+    params |= {"columns": 4, "rounds": 2, "warmup": 1, "slow_cpu": 0.2, "cpu": 0.5}
+    params["no_progress"] = True
+    record = run_experiment(
+        "completion", params, json=str(tmp_path / "r.json"), plot=str(tmp_path / "p.png")
     )
+    assert record["mode"] == "live"
+    assert record["edge"]["hosts"] == 3
     sparse = record["schemes"]["sparse"]["rows"]
     assert [r["slow_devices"] for r in sparse] == [0, 1, 2]
     assert all(r["rounds_ok"] == 2 for r in sparse[:2])
     assert all(r["rel_error_max"] < 1e-10 for r in sparse if r["rounds_ok"])
     assert record["schemes"]["uncoded"]["rows"][1]["slow_hosts"] == record["slow_order"][:1]
-    edge_experiment.plot(record, str(tmp_path / "p.png"))
+    assert json.loads((tmp_path / "r.json").read_text())["edge"]["cpu_per_host"] == [0.5] * 3
     assert (tmp_path / "p.png").stat().st_size > 0
-    assert edge_experiment.summary(record)[1].lstrip().startswith("sparse")
+    lines = completion.summary(record)
+    assert lines[0].startswith("edge completion: mode live, 3 emulated hosts")
+    assert lines[1].lstrip().startswith("sparse")
     assert {c["tag"] for c in emulate.list_clusters()} == before
+
+
+@needs_edge
+@pytest.mark.slow
+def test_edge_mode_of_heterogeneous(tmp_path, rng):
+    import scipy.io
+
+    from sparsecoded.experiments import edge, heterogeneous
+
+    A = sp.random_array((400, 200), density=0.05, format="csr", rng=rng)
+    path = tmp_path / "a.mtx"
+    scipy.io.mmwrite(str(path), A)
+    record = heterogeneous.run(
+        emulate=3,
+        capacities="1,2,1",
+        matrix=str(path),
+        columns=2,
+        rounds=1,
+        warmup=0,
+        cpu=0.4,
+        no_progress=True,
+    )
+    assert record["edge"]["cpu_per_host"] == [0.2, 0.4, 0.2]
+    assert record["k"] == 2
+    assert record["slow_order"][0] == 1
+    assert set(record["schemes"]) == {"uncoded", "mds", "sparse"}
+    assert record["schemes"]["sparse"]["rows"][0]["rel_error_max"] < 1e-10
+    heterogeneous.plot(record, str(tmp_path / "h.png"))
+    assert heterogeneous.summary(record) == edge.summary(record)
+
+
+def test_edge_flags_parse_and_refuse_other_backends():
+    from sparsecoded.cli import build_parser
+    from sparsecoded.experiments import completion
+
+    args = build_parser().parse_args(
+        ["experiment", "completion", "--emulate", "6", "--slow-cpu", "0.1", "--columns", "8"]
+    )
+    assert (args.emulate, args.slow_cpu, args.columns, args.k) == (6, 0.1, 8, None)
+    with pytest.raises(ValueError, match="drop --live / --dask"):
+        completion.run(emulate=2, live=True)

@@ -6,6 +6,9 @@ the rounds are timed, decode included.  In simulated mode every setting is
 also replayed from the per-block CPU times (``cpu_replay_*``), which the load
 of a shared machine cannot inflate.  Beyond s stragglers a round fails, and
 the failure is recorded.
+
+``--emulate N``: live on N emulated edge hosts whose stragglers are devices
+throttled to ``--slow-cpu`` of a core (:mod:`.edge`, root and Linux).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 from ..decode import Decoder
 from ..design import design_mv
 from ..jobs import CodedMatVec
-from . import inputs
+from . import edge, inputs
 from .measure import (
     add_pool_arguments,
     add_straggler_arguments,
@@ -58,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_matrix_arguments(parser, sweep=False)
     g = parser.add_argument_group("code")
     g.add_argument("--workers", default="8", help="workers n (default 8)")
-    g.add_argument("--k", default="6", help="row blocks k (default 6: s = n - k)")
+    g.add_argument(
+        "--k", default=None, help="row blocks k (default 6: s = n - k; with --emulate N: N - 2)"
+    )
     g.add_argument(
         "--schemes",
         default=None,
@@ -68,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_round_arguments(parser)
     add_straggler_arguments(parser)
     add_pool_arguments(parser)
+    edge.add_arguments(parser)
 
 
 def run(
@@ -77,7 +83,7 @@ def run(
     density: Any = "0.01",
     seed: int = 0,
     workers: Any = "8",
-    k: Any = "6",
+    k: Any = None,
     schemes: Any = None,
     reps: int = 5,
     rounds: int = 3,
@@ -88,9 +94,36 @@ def run(
     dask: bool = False,
     timeout: float = 60.0,
     no_progress: bool = False,
+    emulate: int | None = None,
+    slow_cpu: float = 0.1,
+    cpu: float | None = None,
+    link_mbit: float | None = None,
+    columns: int = 32,
 ) -> dict[str, Any]:
-    """Rounds of every scheme with 0 .. s + 1 stragglers under every model."""
-    n, kk = inputs.ints(workers)[0], inputs.ints(k)[0]
+    """Rounds of every scheme with 0 .. s + 1 stragglers under every model.
+
+    With ``emulate`` the figures are :func:`.edge.run`'s on that many hosts.
+    """
+    if emulate is not None:
+        return edge.run(
+            kind="completion",
+            hosts=emulate,
+            k=k,
+            slow_cpu=slow_cpu,
+            cpu=cpu,
+            link_mbit=link_mbit,
+            matrix=matrix,
+            columns=columns,
+            schemes=schemes,
+            rounds=rounds,
+            warmup=warmup,
+            seed=seed,
+            timeout=timeout,
+            no_progress=no_progress,
+            live=live,
+            dask=dask,
+        )
+    n, kk = inputs.ints(workers)[0], inputs.ints(6 if k is None else k)[0]
     if not 1 <= kk <= n:
         raise ValueError(f"--k must be between 1 and --workers = {n}, got {kk}")
     s = n - kk
@@ -202,6 +235,8 @@ def plot_rounds_and_replay(
 
 
 def plot(record: dict[str, Any], path: str) -> None:
+    if edge.is_edge(record):
+        return edge.plot(record, path)
     plt = pyplot()
     models = record["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
@@ -238,6 +273,8 @@ def plot(record: dict[str, Any], path: str) -> None:
 
 def summary(record: dict[str, Any]) -> list[str]:
     """Per scheme and model: median completion (CPU replay) in ms by number of stragglers."""
+    if edge.is_edge(record):
+        return edge.summary(record)
     out = [headline(record)]
     for s, r in record.get("schemes", {}).items():
         for m, rows in r["models"].items():

@@ -5,6 +5,10 @@ against a dense MDS code and the uncoded split on the same block layout.  The
 largest devices straggle first (the worst case for every scheme), 0 .. s + 1
 of them, under each model; every round records which decoded results came
 from devices that had not finished all their blocks.
+
+``--emulate N``: live on N emulated edge hosts with quotas in proportion to
+their capacities, the stragglers throttled to ``--slow-cpu`` of a core
+(:mod:`.edge`, root and Linux).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import scipy.sparse as sp
 from ..decode import Decoder
 from ..design import MVCode, design_mv
 from ..jobs import CodedMatVec
-from . import inputs
+from . import edge, inputs
 from .completion import add_round_arguments, plot_rounds_and_replay
 from .completion import summary as completion_summary
 from .measure import (
@@ -59,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_round_arguments(parser)
     add_straggler_arguments(parser)
     add_pool_arguments(parser)
+    edge.add_arguments(parser)
 
 
 def _baselines(
@@ -121,8 +126,36 @@ def run(
     dask: bool = False,
     timeout: float = 60.0,
     no_progress: bool = False,
+    emulate: int | None = None,
+    slow_cpu: float = 0.1,
+    cpu: float | None = None,
+    link_mbit: float | None = None,
+    columns: int = 32,
 ) -> dict[str, Any]:
-    """Rounds of every scheme with 0 .. s + 1 straggling devices, largest first."""
+    """Rounds of every scheme with 0 .. s + 1 straggling devices, largest first.
+
+    With ``emulate`` the figures are :func:`.edge.run`'s on that many hosts.
+    """
+    if emulate is not None:
+        return edge.run(
+            kind="heterogeneous",
+            hosts=emulate,
+            k=k,
+            slow_cpu=slow_cpu,
+            cpu=cpu,
+            link_mbit=link_mbit,
+            matrix=matrix,
+            columns=columns,
+            schemes=schemes,
+            capacities=capacities,
+            rounds=rounds,
+            warmup=warmup,
+            seed=seed,
+            timeout=timeout,
+            no_progress=no_progress,
+            live=live,
+            dask=dask,
+        )
     n = inputs.ints(workers)[0]
     caps = inputs.ints(capacities) if capacities else [1 + (i % 3) for i in range(n)]
     if len(caps) != n:
@@ -214,6 +247,8 @@ def run(
 
 
 def plot(record: dict[str, Any], path: str) -> None:
+    if edge.is_edge(record):
+        return edge.plot(record, path)
     plt = pyplot()
     models = record["models"]
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.8), squeeze=False)
