@@ -141,7 +141,7 @@ def test_scheme_lists():
     ("n", "ka", "kb"), [(24, 4, 5), (18, 5, 3), (10, 3, 3), (12, 3, 3), (20, 4, 5)]
 )
 def test_sparse_mm_reaches_minimal_pair(n, ka, kb):
-    code = design_mm(n, ka, kb, seed=0, trials=1)
+    code = design_mm(n, ka, kb, "coarse", seed=0, trials=1)
     assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
     assert code.target_weights == bounds.mm_weights(n, ka, kb)
     assert not code.fallback
@@ -152,7 +152,7 @@ def test_sparse_mm_reaches_minimal_pair(n, ka, kb):
 
 
 def test_sparse_mm_decodes_products(rng):
-    code = design_mm(12, 3, 3, seed=1, trials=1)
+    code = design_mm(12, 3, 3, "coarse", seed=1, trials=1)
     a_blocks = [sp.random_array((4, 6), density=0.4, rng=rng).toarray() for _ in range(3)]
     b_blocks = [sp.random_array((6, 5), density=0.4, rng=rng).toarray() for _ in range(3)]
     ea, eb = code.encoding_a.toarray(), code.encoding_b.toarray()
@@ -191,7 +191,7 @@ def test_mm_uncoded_and_replication_conventions():
 
 
 def test_mm_from_matrices_and_pickle():
-    code = design_mm(10, 3, 3, seed=0, trials=1)
+    code = design_mm(10, 3, 3, "coarse", seed=0, trials=1)
     again = MMCode.from_matrices(code.encoding_a, code.encoding_b)
     np.testing.assert_array_equal(again.product_rows(), code.product_rows())
     back = pickle.loads(pickle.dumps(code))
@@ -271,7 +271,7 @@ def test_hetero_errors():
 
 @pytest.mark.parametrize(("n", "ka", "kb"), [(19, 3, 5), (22, 3, 4)])
 def test_sparse_mm_falls_back_past_infeasible_spec_pair(n, ka, kb):
-    code = design_mm(n, ka, kb, seed=0, trials=1)
+    code = design_mm(n, ka, kb, "coarse", seed=0, trials=1)
     assert code.fallback
     assert code.target_weights == bounds.mm_weights(n, ka, kb)
     assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb, refined=True)
@@ -291,7 +291,7 @@ def test_hetero_large_uses_virtual_design_proven_by_flow():
 
 @pytest.mark.parametrize(("n", "ka", "kb"), [(24, 1, 16), (24, 16, 1)])
 def test_sparse_mm_with_one_side_unsplit_is_the_mv_layout(n, ka, kb):
-    code = design_mm(n, ka, kb, seed=0, trials=1)
+    code = design_mm(n, ka, kb, "coarse", seed=0, trials=1)
     assert (code.weight_a, code.weight_b) == bounds.mm_weights(n, ka, kb)
     assert not code.fallback
     assert certify(code, samples=300, seed=0).straggler_optimal
@@ -324,7 +324,7 @@ def test_sparse_mm_reaches_refined_minimum_small_n():
     for n in range(1, 13):
         for ka in range(1, n + 1):
             for kb in range(1, n // ka + 1):
-                code = design_mm(n, ka, kb, seed=0, trials=1)
+                code = design_mm(n, ka, kb, "coarse", seed=0, trials=1)
                 pair = (code.weight_a, code.weight_b)
                 assert pair == bounds.mm_weights(n, ka, kb, refined=True), (n, ka, kb)
                 assert code.fallback == (pair != bounds.mm_weights(n, ka, kb))

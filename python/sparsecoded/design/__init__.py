@@ -8,21 +8,26 @@ from __future__ import annotations
 
 from .bounds import (
     coded_density,
+    fine_mv_load,
+    fine_mv_weight,
     hetero_stragglers,
     hetero_weight,
     mm_conditions,
     mm_counting_ok,
     mm_feasible_pairs,
+    mm_load_bounds,
     mm_weights,
     mv_weight,
 )
 from .certify import Certificate, certify
-from .codes import MM_SCHEMES, MV_SCHEMES, MMCode, MVCode
+from .codes import MM_EXTRA_SCHEMES, MM_SCHEMES, MV_EXTRA_SCHEMES, MV_SCHEMES, MMCode, MVCode
 from .mm import design_mm
 from .mv import design_mv
 
 __all__ = [
+    "MM_EXTRA_SCHEMES",
     "MM_SCHEMES",
+    "MV_EXTRA_SCHEMES",
     "MV_SCHEMES",
     "Certificate",
     "MMCode",
@@ -31,11 +36,14 @@ __all__ = [
     "coded_density",
     "design_mm",
     "design_mv",
+    "fine_mv_load",
+    "fine_mv_weight",
     "hetero_stragglers",
     "hetero_weight",
     "mm_conditions",
     "mm_counting_ok",
     "mm_feasible_pairs",
+    "mm_load_bounds",
     "mm_weights",
     "mv_weight",
 ]

@@ -15,6 +15,9 @@ __all__ = [
     "check_mm_params",
     "coded_density",
     "check_mv_params",
+    "fine_mv_load",
+    "fine_mv_weight",
+    "mm_load_bounds",
     "hetero_stragglers",
     "hetero_weight",
     "mm_conditions",
@@ -444,3 +447,114 @@ def coded_density(density: float, weight: int) -> float:
         raise ValueError(f"density must be in [0, 1], got {density}")
     # -expm1(w log1p(-p)) = 1 - (1 - p)^w without losing a tiny p to rounding
     return 1.0 if density == 1.0 else float(-math.expm1(weight * math.log1p(-density)))
+
+
+# ---------------------------------------------------------------------------
+# finer partitions (docs/theory.md sections 11 and 12)
+
+
+def _tolerance(n: int, k: int, stragglers: int | None) -> int:
+    s = n - k if stragglers is None else _check_int("stragglers", stragglers)
+    if not 0 <= s <= n - k:
+        raise ValueError(f"stragglers must be in [0, n - k = {n - k}], got {s}")
+    return s
+
+
+def fine_mv_weight(n_workers: int, k: int, blocks: int, stragglers: int | None = None) -> int:
+    """Lower bound on the largest total weight per device, A cut into ``blocks`` sub-blocks.
+
+    Whatever the storage and the number of rows per device: every sub-block
+    must sit in rows of ``s + 1`` devices (else silencing them loses it), so
+    the devices' total weights sum to at least ``blocks (s + 1)`` and the
+    largest is at least ``ceil(blocks (s + 1) / n)`` (docs/theory.md
+    Theorem 11.1).  A device of total weight W holds about ``W / blocks`` of
+    A's nonzeros.
+
+    Parameters
+    ----------
+    n_workers, k : int
+        Devices, and the storage parameter (each stores ``1 / k`` of A);
+        ``k`` bounds the tolerance: ``s <= n - k``.
+    blocks : int
+        Sub-blocks; a multiple of k, so that each device's ``blocks / k``
+        rows are its storage.
+    stragglers : int, optional
+        Default ``n - k``.
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> fine_mv_weight(24, 20, 20), fine_mv_weight(24, 20, 120)   # coarse: 5 of 20
+    (5, 25)
+    """
+    n, k = check_mv_params(n_workers, k)
+    d = _check_int("blocks", blocks)
+    if d < k or d % k:
+        raise ValueError(f"blocks must be a positive multiple of k = {k}, got {d}")
+    s = _tolerance(n, k, stragglers)
+    return -(-d * (s + 1) // n)
+
+
+def fine_mv_load(n_workers: int, k: int, stragglers: int | None = None) -> float:
+    """The limit of :func:`fine_mv_weight` ``/ blocks``: ``(s + 1) / n`` of A per device.
+
+    Attained exactly once ``n`` divides ``blocks (s + 1)`` (docs/theory.md
+    section 11.2); the coarse partition gives ``ceil(k (s + 1) / n) / k``.
+
+    Examples
+    --------
+    >>> fine_mv_load(24, 20), mv_weight(24, 20) / 20
+    (0.20833333333333334, 0.25)
+    """
+    n, k = check_mv_params(n_workers, k)
+    return (_tolerance(n, k, stragglers) + 1) / n
+
+
+def mm_load_bounds(
+    n_workers: int,
+    k_a: int,
+    k_b: int,
+    stragglers: int | None = None,
+    nnz: tuple[float, float] = (1.0, 1.0),
+) -> tuple[float, float]:
+    """Lower bounds on the nonzeros per device of any MM code, any partition.
+
+    With ``x_d``, ``y_d`` the fractions of A and B a device holds (total
+    slot weight over the sub-block count), docs/theory.md Theorem 12.1 proves
+    ``sum_d x_d y_d >= s + 1`` (every product cell on s + 1 devices),
+    ``sum_d x_d >= k_b + s`` and ``sum_d y_d >= k_a + s`` (every sub-block of A
+    resp. B on enough devices to recover its row of cells).  Hence, with
+    ``N_A, N_B = nnz``:
+
+    - the largest device holds at least ``2 sqrt(N_A N_B (s + 1) / n)`` (and
+      at least the mean bound), and
+    - the mean over devices is at least ``(N_A (k_b + s) + N_B (k_a + s)) / n``.
+
+    Parameters
+    ----------
+    n_workers, k_a, k_b : int
+    stragglers : int, optional
+        Default ``n - k_a k_b``.
+    nnz : (float, float)
+        Nonzeros of A and of B (default 1 each: fractions).
+
+    Returns
+    -------
+    (float, float)
+        ``(largest, mean)`` lower bounds, in the units of ``nnz``.
+
+    Examples
+    --------
+    >>> hi, mean = mm_load_bounds(24, 4, 5, nnz=(900_000, 810_000))
+    >>> round(hi), round(mean)
+    (779423, 607500)
+    """
+    n, ka, kb = check_mm_params(n_workers, k_a, k_b)
+    s = _tolerance(n, ka * kb, stragglers)
+    na, nb = (float(v) for v in nnz)
+    mean = (na * (kb + s) + nb * (ka + s)) / n
+    largest = max(2.0 * math.sqrt(na * nb * (s + 1) / n), mean)
+    return largest, mean

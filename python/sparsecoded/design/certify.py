@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from .bounds import hetero_stragglers
 from .codes import MMCode, MVCode
@@ -39,6 +40,7 @@ from .responders import (
     EXACT_CHECKS_LARGE,
     EXHAUSTIVE_FLOPS,
     adversarial_sets,
+    classes_of,
     conditions,
     exactly_singular,
     exhaustive,
@@ -203,9 +205,13 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
 
 def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
     e, owner, n = code.encoding, np.asarray(code.owner), code.n_workers
-    k = code.k
+    k = e.shape[1]
     s = code.stragglers
     caps = np.bincount(owner, minlength=n)
+    if getattr(code, "generic", False):
+        split = classes_of(e, owner, n)
+        if split is not None:
+            return _certify_classes(e.toarray(), owner, split, n, s, max_subsets, samples, seed)
     if math.comb(n, s) <= max_subsets:
         worst, count, witness, method = hetero_scan(e, owner, n, s, max_subsets, seed)
         return Certificate(witness is None, method, worst, count, witness, s)
@@ -221,8 +227,27 @@ def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
 
 def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
     rows = code.product_rows()
+    if code.owner is not None:
+        return _certify_mm_devices(code, rows, max_subsets, samples, seed)
     n, big_k = rows.shape
     s = n - big_k
+    if math.comb(n, big_k) > max_subsets and code.generic:
+        # Theorem 5.1: for generic coefficients the flow test on the pattern of
+        # the rows a_i kron b_i is exact, for any n
+        pattern = sp.csr_array(rows != 0, dtype=np.float64)
+        ok, cells = hall_surplus_test(pattern, s)
+        if not ok:
+            return Certificate(False, "flow", math.inf, 0, flow_witness(pattern, cells, s), s)
+        rng = np.random.default_rng(seed)
+        subs = np.concatenate(
+            [_mm_adversarial(code, s, rng), sample_subsets(n, big_k, samples, rng)]
+        )
+        conds = conditions(rows, subs)
+        bad = np.flatnonzero(~np.isfinite(conds))
+        witness, _ = exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
+        return Certificate(
+            witness is None, "flow", float(conds.max()), subs.shape[0], witness, s, int(bad.size)
+        )
     if math.comb(n, big_k) <= max_subsets:
         worst, count, singular, n_sing = exhaustive(rows, big_k)
         witness, unchecked = exactly_singular(rows, singular)
@@ -248,3 +273,62 @@ def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -
     a = code.encoding_a.toarray() != 0
     b = code.encoding_b.toarray() != 0
     return mm_adversarial_sets(a, b, s, rng, variants)
+
+
+# ---------------------------------------------------------------------------
+# codes with several rows per device, by classes (docs/theory.md Theorem 11.3)
+
+
+def _certify_classes(dense, owner, split, n, s, max_subsets, samples, seed) -> Certificate:
+    """Every class must decode from any n - s devices; each is a one-row-per-device code.
+
+    Per class: the ``(n, c)`` matrix with a zero row for devices that hold
+    nothing there.  Exhaustive over the sets of ``n - s`` devices when each
+    class is square for them and the sets are few, else the flow test (exact
+    for generic coefficients, Theorems 4.2 and 5.1) with sampled conditions.
+    """
+    worst, count, n_sing, all_exhaustive = 0.0, 0, 0, True
+    rng = np.random.default_rng(seed)
+    r = n - s
+    for rows, cols in split:
+        sub = np.zeros((n, cols.size))
+        sub[owner[rows]] = dense[np.ix_(rows, cols)]
+        if r == cols.size and math.comb(n, r) <= max_subsets:
+            w, c, singular, ns = exhaustive(sub, r)
+            witness, _ = exactly_singular(sub, singular)
+            count, n_sing, worst = count + c, n_sing + ns, max(worst, w)
+            if witness is not None:
+                return Certificate(False, "exhaustive", math.inf, count, witness, s, n_sing)
+            continue
+        all_exhaustive = False
+        pattern = sp.csr_array(sub != 0, dtype=np.float64)
+        ok, bad_cols = hall_surplus_test(pattern, s)
+        if not ok:
+            return Certificate(
+                False, "flow", math.inf, count, flow_witness(pattern, bad_cols, s), s
+            )
+        # the stored coefficients on sampled device sets (tall systems when r > c)
+        subs = sample_subsets(n, r, max(8, samples // max(1, len(split))), rng)
+        conds = conditions(sub, subs)
+        worst = max(worst, float(conds.max()))
+        n_sing += int((~np.isfinite(conds)).sum())
+        count += subs.shape[0]
+    method = "exhaustive" if all_exhaustive else "flow"
+    return Certificate(True, method, worst, count, None, s, n_sing)
+
+
+def _certify_mm_devices(code, rows, max_subsets, samples, seed) -> Certificate:
+    """MM codes with several products per device: by classes, else by device subsets."""
+    owner, n, s = code.row_owner(), code.n_workers, code.stragglers
+    if code.generic:
+        split = classes_of(rows, owner, n)
+        if split is not None:
+            return _certify_classes(rows, owner, split, n, s, max_subsets, samples, seed)
+    e = sp.csr_array(rows)
+    if math.comb(n, s) <= max_subsets:
+        worst, count, witness, method = hetero_scan(e, owner, n, s, max_subsets, seed)
+        return Certificate(witness is None, method, worst, count, witness, s)
+    worst, count, witness, method = hetero_scan(e, owner, n, s, samples, seed)
+    return Certificate(
+        witness is None, "sampled", worst, count, witness, s, proven=witness is not None
+    )

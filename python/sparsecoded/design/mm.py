@@ -13,11 +13,12 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from . import bounds
-from .codes import MM_SCHEMES, MMCode, as_encoding, row_weights
+from . import authors, bounds, fine
+from .codes import MM_EXTRA_SCHEMES, MM_SCHEMES, MMCode, as_encoding, row_weights
 from .coefficients import best_of, chebyshev_table, check_trials, nodes_chebyshev, nodes_uniform
 from .mv import DEFAULT_TRIALS, cond_budget
 from .responders import (
+    classes_of,
     conditions,
     exhaustive,
     mm_adversarial_sets,
@@ -36,6 +37,10 @@ def design_mm(
     *,
     seed: int | np.random.Generator | None = None,
     trials: int = DEFAULT_TRIALS,
+    blocks: tuple[int, int] | None = None,
+    stragglers: int | None = None,
+    nnz: tuple[float, float] = (1.0, 1.0),
+    beta: tuple[int, int] | None = None,
 ) -> MMCode:
     """Design a matrix-matrix code for ``A @ B`` on n workers.
 
@@ -48,15 +53,37 @@ def design_mm(
     scheme : str
         ``"sparse"`` (default), ``"uncoded"``, ``"replication"``, ``"mds"``,
         ``"polynomial"``, ``"orthopoly"`` or ``"rkrp"``.
+        Also ``"coarse"`` (the sparse design on the coarse partition),
+        ``"fine"`` (the best finer partition found, even if not lighter than
+        the coarse one), and the seed authors' ``"unified"`` and
+        ``"beta-level"`` (docs/theory.md section 13).
     seed : int or numpy.random.Generator, optional
     trials : int
         Coefficient draws; the best by worst-case condition number is kept.
+    blocks : (int, int), optional
+        ``"sparse"`` only: the partition ``(blocks_a, blocks_b)``, multiples
+        of ``(k_a, k_b)`` with one side coarse.  Default: the lightest
+        partition found (docs/theory.md section 12): a finer one when it
+        holds strictly fewer expected nonzeros per device than the coarse
+        minimal pair and its layout is proved, else the coarse code.
+        ``(k_a, k_b)`` is the coarse code.
+    stragglers : int, optional
+        ``"sparse"``/``"fine"``: tolerate only s < n - k_a k_b devices, for a
+        lighter code (the tolerance knob; the coarse code is then not
+        considered).
+    nnz : (float, float)
+        Relative nonzeros of A and B, for choosing the partition (default
+        equal).
+    beta : (int, int), optional
+        ``"beta-level"``: the levels ``(beta_a, beta_b)`` (default ``(1, 1)``).
 
     Returns
     -------
     MMCode
-        For ``"sparse"``, ``fallback`` tells whether the minimal pair
-        :func:`sparsecoded.design.bounds.mm_weights` was replaced by the next one.
+        For the coarse ``"sparse"``, ``fallback`` tells whether the minimal
+        pair :func:`sparsecoded.design.bounds.mm_weights` was replaced by the
+        next one.  Codes on a finer partition have ``owner``, ``slot_a`` and
+        ``slot_b`` (several products per device).
 
     Notes
     -----
@@ -78,9 +105,12 @@ def design_mm(
 
     Examples
     --------
-    >>> code = design_mm(24, 4, 5, seed=0, trials=1)
+    >>> code = design_mm(24, 4, 5, blocks=(4, 5), seed=0, trials=1)
     >>> (code.weight_a, code.weight_b), code.stragglers, code.fallback
     ((2, 3), 4, False)
+    >>> fine = design_mm(24, 4, 5, seed=0, trials=1)
+    >>> (fine.blocks_a, fine.blocks_b), fine.n_rows, fine.stragglers
+    ((4, 60), 288, 4)
     """
     n, ka, kb = bounds.check_mm_params(n_workers, k_a, k_b)
     trials = check_trials(trials)
@@ -90,7 +120,29 @@ def design_mm(
     target = None
     fallback = False
     reason = None
-    if scheme == "sparse":
+    if scheme == "coarse":
+        scheme, blocks = "sparse", (ka, kb)
+    if scheme in ("sparse", "fine"):
+        want = (ka, kb) if blocks is None else tuple(int(b) for b in blocks)
+        if len(want) != 2 or want[0] % ka or want[1] % kb or min(want) < 1:
+            raise ValueError(f"blocks must be multiples of (k_a, k_b) = {(ka, kb)}, got {blocks}")
+        tol = s if stragglers is None else bounds._tolerance(n, big_k, stragglers)
+        if scheme == "fine" or blocks is None or want != (ka, kb) or tol < s:
+            made = _fine_mm(n, ka, kb, tol, rng, trials, blocks, nnz, scheme == "fine")
+            if made is not None:
+                return made
+            if blocks is not None and want != (ka, kb):
+                raise ValueError(f"no proved layout found for blocks = {want}")
+            if tol < s:
+                raise ValueError(f"no proved layout found for stragglers = {tol}")
+    if scheme in ("unified", "beta-level"):
+        if scheme == "unified":
+            *parts, s = authors.unified_mm(n, ka, kb, rng)
+        else:
+            *parts, s = authors.beta_level_mm(n, ka, kb, beta or (1, 1), rng)
+        return _multi_row_code(n, ka, kb, s, *parts, scheme=scheme, generic=scheme == "unified")
+    if scheme in ("sparse", "fine"):
+        scheme = "sparse"
         target = bounds.mm_weights(n, ka, kb)
         ea, eb, pair, skipped = _sparse_mm_layout(n, ka, kb, rng, trials)
         fallback = pair != target
@@ -130,7 +182,9 @@ def design_mm(
     elif scheme == "orthopoly":
         ea, eb = _orthopoly_mm(n, ka, kb)
     else:
-        raise ValueError(f"scheme must be one of {MM_SCHEMES}, got {scheme!r}")
+        raise ValueError(
+            f"scheme must be one of {(*MM_SCHEMES, *MM_EXTRA_SCHEMES)}, got {scheme!r}"
+        )
     ea = as_encoding(ea, "encoding_a")
     eb = as_encoding(eb, "encoding_b")
     return MMCode(
@@ -146,7 +200,105 @@ def design_mm(
         target_weights=target,
         fallback=fallback,
         fallback_reason=reason,
+        generic=True,
     )
+
+
+def _multi_row_code(n, ka, kb, s, ea, eb, owner, sa, sb, *, scheme, generic) -> MMCode:
+    ea = as_encoding(ea, "encoding_a")
+    eb = as_encoding(eb, "encoding_b")
+    return MMCode(
+        n_workers=n,
+        k_a=ka,
+        k_b=kb,
+        stragglers=int(s),
+        weight_a=int(row_weights(ea).max()),
+        weight_b=int(row_weights(eb).max()),
+        encoding_a=ea,
+        encoding_b=eb,
+        scheme=scheme,
+        owner=np.asarray(owner, dtype=np.int64),
+        slot_a=np.asarray(sa, dtype=np.int64),
+        slot_b=np.asarray(sb, dtype=np.int64),
+        generic=generic,
+    )
+
+
+def _coarse_cost(n, ka, kb, nnz) -> float:
+    wa, wb = bounds.mm_weights(n, ka, kb, refined=True)
+    return nnz[0] * wa / ka + nnz[1] * wb / kb
+
+
+def _fine_mm(n, ka, kb, s, rng, trials, blocks, nnz, any_cost) -> MMCode | None:
+    """The lightest proved one-side-fine layout (docs/theory.md section 12.3), or None.
+
+    Candidates go cheapest first; with s = n - k_a k_b and no ``blocks``, only
+    those strictly lighter than the coarse minimal pair (unless ``any_cost``).
+    """
+    full = s == n - ka * kb
+    limit = _coarse_cost(n, ka, kb, nnz) if full and blocks is None and not any_cost else np.inf
+    for cost, side, wc, g, total in fine.mm_candidates(n, ka, kb, s, nnz):
+        if cost >= limit - 1e-9 * max(1.0, limit):
+            break
+        da, db = (g * ka, kb) if side == "a" else (ka, g * kb)
+        if blocks is not None and (da, db) != tuple(blocks):
+            continue
+        if full and g == 1:
+            continue  # the coarse search covers one class
+        made = fine.fine_mm_layout(n, ka, kb, s, side, wc, g, total, rng)
+        if made is None:
+            continue
+        coarse, sups = made
+        parts = _fine_mm_draw(n, ka, kb, side, coarse, sups, rng)
+        if trials > 1:
+            cands = [parts] + [
+                _fine_mm_draw(n, ka, kb, side, coarse, sups, rng) for _ in range(trials - 1)
+            ]
+            parts = min(cands, key=lambda p: _fine_score(n, p, trials))
+        return _multi_row_code(n, ka, kb, s, *parts, scheme="sparse", generic=True)
+    return None
+
+
+def _fine_mm_draw(n, ka, kb, side, coarse, sups, rng):
+    """Gaussian coefficients on a one-side-fine layout: rows (device, class)."""
+    g = len(sups)
+    kf = ka if side == "a" else kb
+    kc = coarse.shape[1]
+    ea, eb, owner, sa, sb = [], [], [], [], []
+    for d in range(n):
+        c = np.zeros(kc)
+        c[coarse[d]] = rng.standard_normal(int(coarse[d].sum()))
+        for cls in range(g):
+            f = np.zeros(g * kf)
+            idx = cls * kf + np.flatnonzero(sups[cls][d])
+            if idx.size == 0:
+                continue
+            f[idx] = rng.standard_normal(idx.size)
+            a, b = (f, c) if side == "a" else (c, f)
+            ea.append(a)
+            eb.append(b)
+            owner.append(d)
+            fine_id, coarse_id = d * g + cls, d
+            sa.append(fine_id if side == "a" else coarse_id)
+            sb.append(coarse_id if side == "a" else fine_id)
+    return np.asarray(ea), np.asarray(eb), owner, sa, sb
+
+
+def _fine_score(n, parts, trials) -> float:
+    """Worst condition over the classes (each a one-row-per-device code)."""
+    ea, eb, owner, _, _ = parts
+    rows = (ea[:, :, None] * eb[:, None, :]).reshape(ea.shape[0], -1)
+    owner = np.asarray(owner)
+    split = classes_of(rows, owner, n)
+    if split is None:
+        return math.inf
+    worst = 0.0
+    budget = cond_budget(trials) / max(1, len(split))
+    for rs, cols in split:
+        sub = np.zeros((n, cols.size))
+        sub[owner[rs]] = rows[np.ix_(rs, cols)]
+        worst = max(worst, worst_condition_mv(sp.csr_array(sub), budget=budget))
+    return worst
 
 
 def _orthopoly_mm(n: int, ka: int, kb: int) -> tuple[np.ndarray, np.ndarray]:

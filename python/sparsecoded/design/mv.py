@@ -24,8 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from . import bounds
-from .codes import GENERIC_MV, MV_SCHEMES, MVCode, as_encoding, row_weights
+from . import authors, bounds, fine
+from .codes import GENERIC_MV, MV_EXTRA_SCHEMES, MV_SCHEMES, MVCode, as_encoding, row_weights
 from .coefficients import (
     best_of,
     chebyshev_table,
@@ -68,6 +68,8 @@ def design_mv(
     seed: int | np.random.Generator | None = None,
     trials: int = DEFAULT_TRIALS,
     layout: str = "random",
+    blocks: int | str | None = None,
+    beta: int | None = None,
 ) -> MVCode:
     """Design a matrix-vector code for n workers and k row blocks.
 
@@ -91,9 +93,14 @@ def design_mv(
         20000 such sets).  When no lighter layout is proven this way, the
         virtual-worker weight ``mv_weight(sum(capacities), k)`` is used: then
         any ``k`` finished blocks decode, partial work of slow devices included.
+        Also ``"coarse"`` (the sparse design with ``blocks=k``), ``"fine"``
+        (``blocks="auto"``), and the seed authors' ``"lcm-optimal"`` and
+        ``"beta-level"`` (docs/theory.md section 13).
     stragglers : int, optional
         With capacities: physical stragglers to tolerate (default the most
-        possible).
+        possible).  Without: ``"sparse"`` on a finer partition tolerating
+        ``s < n - k`` devices, the lighter code of the tolerance knob
+        (docs/theory.md section 11.4; implies ``blocks="auto"`` unless given).
     seed : int or numpy.random.Generator, optional
         Makes the random coefficients reproducible.
     trials : int
@@ -109,6 +116,15 @@ def design_mv(
         n = 1000, k = 900, sampled: 3.2e12 against 5.8e5), which is why the
         default is random: decoding multiplies rounding errors by that
         number.
+    blocks : int or "auto", optional
+        ``"sparse"``: cut A into ``blocks`` sub-blocks (a multiple of k) and
+        give every device ``blocks / k`` rows, one per class of k sub-blocks
+        (docs/theory.md section 11).  ``"auto"`` takes the lightest partition
+        up to ``12 k`` whose layout is proved by the flow test; it is lighter
+        than the coarse code exactly when n does not divide ``k (s + 1)``.
+        Default (None): the coarse code, ``blocks = k``.
+    beta : int, optional
+        ``"beta-level"``: the level (default ``k``).
 
     Returns
     -------
@@ -133,6 +149,37 @@ def design_mv(
     trials = check_trials(trials)
     rng = np.random.default_rng(seed)
     own = np.arange(n)
+    if scheme == "coarse":
+        scheme, blocks = "sparse", k
+    elif scheme == "fine":
+        scheme, blocks = "sparse", "auto" if blocks is None else blocks
+    if scheme == "sparse" and (stragglers is not None or blocks not in (None, k)):
+        tol = bounds._tolerance(n, k, stragglers)
+        if blocks is None:
+            blocks = "auto"
+        made = _fine_mv(n, k, tol, blocks, rng, trials)
+        if made is not None:
+            return made
+        if blocks != "auto":
+            raise ValueError(f"no proved layout found for blocks = {blocks}")
+    if scheme in ("lcm-optimal", "beta-level"):
+        if scheme == "lcm-optimal":
+            e, owner, s = authors.lcm_optimal_mv(n, k, rng)
+        else:
+            e, owner, s = authors.beta_level_mv(n, k, k if beta is None else int(beta), rng)
+        e = as_encoding(e, "encoding")
+        caps = tuple(int(c) for c in np.bincount(owner, minlength=n))
+        return MVCode(
+            n_workers=n,
+            k=k,
+            stragglers=int(s),
+            weight=int(row_weights(e).max()),
+            encoding=e,
+            owner=owner,
+            capacities=caps,
+            scheme=scheme,
+            generic=scheme == "lcm-optimal",
+        )
     if scheme == "sparse":
         w = bounds.mv_weight(n, k)
         rows, cols = sparse_support(n, k, w, layout, rng)
@@ -164,7 +211,9 @@ def design_mv(
         e = sp.csr_array(_orthopoly_mv(n, k))
         s = n - k
     else:
-        raise ValueError(f"scheme must be one of {MV_SCHEMES}, got {scheme!r}")
+        raise ValueError(
+            f"scheme must be one of {(*MV_SCHEMES, *MV_EXTRA_SCHEMES)}, got {scheme!r}"
+        )
     e = as_encoding(e, "encoding")
     return MVCode(
         n_workers=n,
@@ -177,6 +226,63 @@ def design_mv(
         scheme=scheme,
         generic=scheme in GENERIC_MV,
     )
+
+
+def _fine_mv(n, k, s, blocks, rng, trials) -> MVCode | None:
+    """The sparse design on a finer partition (docs/theory.md section 11.3), or None."""
+    if blocks == "auto":
+        coarse = -(-k * (s + 1) // n) / k
+        cands = [c for c in fine.mv_candidates(n, k, s) if c[0] < coarse - 1e-12 or s < n - k]
+    else:
+        d = bounds._check_int("blocks", blocks)
+        if d < k or d % k:
+            raise ValueError(f"blocks must be a positive multiple of k = {k}, got {blocks}")
+        g = d // k
+        cands = [(0.0, g, -(-g * k * (s + 1) // n))]
+    for _, g, total in cands:
+        sups = fine.fine_mv_layout(n, k, s, g, total, rng)
+        if sups is None:
+            continue
+
+        def draw(sups=sups, g=g):
+            rows, cols, owner = [], [], []
+            for d in range(n):
+                for cls in range(g):
+                    idx = np.flatnonzero(sups[cls][d])
+                    if idx.size:
+                        rows.append(np.full(idx.size, len(owner)))
+                        cols.append(cls * k + idx)
+                        owner.append(d)
+            r, c = np.concatenate(rows), np.concatenate(cols)
+            e = sp.csr_array((rng.standard_normal(r.size), (r, c)), shape=(len(owner), g * k))
+            return e, np.asarray(owner, dtype=np.int64)
+
+        def score(cand, g=g):
+            e, owner = cand
+            worst = 0.0
+            for cls in range(g):
+                sub = np.zeros((n, k))
+                part = e[:, cls * k : (cls + 1) * k].toarray()
+                nz = np.flatnonzero(np.abs(part).sum(axis=1))
+                sub[owner[nz]] = part[nz]
+                worst = max(worst, _mv_score(sp.csr_array(sub), cond_budget(trials) / g))
+            return worst
+
+        (e, owner), _ = best_of(draw, trials, score)
+        e = as_encoding(e, "encoding")
+        caps = tuple(int(c) for c in np.bincount(owner, minlength=n))
+        return MVCode(
+            n_workers=n,
+            k=k,
+            stragglers=int(s),
+            weight=int(row_weights(e).max()),
+            encoding=e,
+            owner=owner,
+            capacities=caps,
+            scheme="sparse",
+            generic=True,
+        )
+    return None
 
 
 def cond_budget(trials: int) -> float:

@@ -18,9 +18,15 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 import scipy.sparse as sp
-from scipy.sparse.csgraph import breadth_first_order, maximum_flow, structural_rank
+from scipy.sparse.csgraph import (
+    breadth_first_order,
+    connected_components,
+    maximum_flow,
+    structural_rank,
+)
 
 __all__ = [
+    "classes_of",
     "conditions",
     "exact_full_rank",
     "exactly_singular",
@@ -147,7 +153,7 @@ def conditions(dense: np.ndarray, subsets: np.ndarray) -> np.ndarray:
         sv = _svals(dense[subsets[lo : lo + chunk]])
         smax, smin = sv[:, 0], sv[:, -1]
         tol = smax * max(subsets.shape[1], k) * _EPS
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             c = smax / smin
         c[(smin <= tol) | (sv.shape[1] < k)] = np.inf
         out[lo : lo + chunk] = c
@@ -463,3 +469,28 @@ def mm_adversarial_sets(
             rest = rng.permutation(np.flatnonzero(keep))[: s - touch.size]
             out.append(complement(n, np.concatenate([touch, rest]).astype(np.int64)))
     return np.asarray(out, dtype=np.int64).reshape(len(out), n - s)
+
+
+# ---------------------------------------------------------------------------
+# several rows per device: the classes of a block-diagonal code
+
+
+def classes_of(pattern, owner: np.ndarray, n: int) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Split rows and columns into the connected components of the support.
+
+    Returns the (rows, columns) of each component when no device has two
+    rows in one component (then each component is a code with at most one
+    row per device and the exact flow test applies to it); else None.
+    """
+    pat = sp.csr_array(pattern != 0, dtype=np.float64)
+    n_rows, n_cols = pat.shape
+    graph = sp.block_array([[None, pat], [pat.T, None]], format="csr")
+    count, label = connected_components(graph, directed=False)
+    row_label, col_label = label[:n_rows], label[n_rows:]
+    out = []
+    for c in np.unique(col_label):
+        rows = np.flatnonzero(row_label == c)
+        if np.bincount(owner[rows], minlength=n).max(initial=0) > 1:
+            return None
+        out.append((rows, np.flatnonzero(col_label == c)))
+    return out
