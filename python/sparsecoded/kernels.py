@@ -14,11 +14,16 @@ int64. Values are float32 or float64; integer and bool inputs become float64,
 complex inputs are rejected.
 
 ``n_threads=None`` means all cores (see :func:`resolve_threads`).
+
+The SpMV / SpMM row loops come in instruction-set variants chosen at run time
+(``generic``, ``avx2``, ``avx512``; see :func:`simd_variant`). The environment
+variable ``SPARSECODED_ISA`` forces one at import (``auto`` is the default).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,7 +46,29 @@ __all__ = [
     "matmat",
     "matvec",
     "resolve_threads",
+    "simd_variant",
 ]
+
+def simd_variant() -> str:
+    """The instruction-set variant the SpMV / SpMM kernels run: ``generic``, ``avx2`` or ``avx512``.
+
+    Chosen at import from what the CPU supports, unless ``SPARSECODED_ISA``
+    names one (an unknown name, or one this CPU cannot run, is a ValueError
+    at import).
+    """
+    return _core._isa()
+
+
+def _isa_from_environment() -> None:
+    name = os.environ.get("SPARSECODED_ISA", "").strip().lower()
+    if name:
+        try:
+            _core._set_isa(name)
+        except ValueError as exc:
+            raise ValueError(f"SPARSECODED_ISA={name!r}: {exc}") from None
+
+
+_isa_from_environment()
 
 #: ``matmat`` of two sparse operands returns a dense ndarray when the
 #: estimated density of the product reaches this fraction (see ``matmat``).

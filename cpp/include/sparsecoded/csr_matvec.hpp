@@ -97,6 +97,14 @@ inline bool report_bad_index(const I* indices, int64_t i, int64_t b, int64_t e, 
 // indices and values (the stream prefetchers lose track at row ends).
 constexpr int64_t kStreamAhead = 1024;
 
+// Nonzeros ahead of the current one whose X rows the SpMM tiles prefetch:
+// those rows are scattered, so no hardware prefetcher sees them coming.
+#ifdef SPARSECODED_PROBE
+inline int64_t kRowsAhead = 8;
+#else
+constexpr int64_t kRowsAhead = 8;
+#endif
+
 // ---- AVX2 -----------------------------------------------------------------
 
 // SpMV, float64: gathers of 4 x entries. The column check is folded into the
@@ -180,6 +188,10 @@ SPARSECODED_TARGET_AVX2 inline void spmm_tile_avx2_f64(const MatvecArgs<I, doubl
   __m256d acc[NY];
   for (int q = 0; q < NY; ++q) acc[q] = _mm256_setzero_pd();
   for (int64_t p = b; p < e; ++p) {
+    if (p + kRowsAhead < e) {
+      const char* f = reinterpret_cast<const char*>(a.x + static_cast<int64_t>(a.indices[p + kRowsAhead]) * nv + c0);
+      for (int q = 0; q < NY; q += 2) _mm_prefetch(f + 32 * q, _MM_HINT_T0);
+    }
     const __m256d v = _mm256_broadcast_sd(a.data + p);
     const double* xrow = a.x + static_cast<int64_t>(a.indices[p]) * nv + c0;
     for (int q = 0; q + 1 < NY; ++q) acc[q] = _mm256_fmadd_pd(v, _mm256_loadu_pd(xrow + 4 * q), acc[q]);
@@ -317,6 +329,14 @@ SPARSECODED_TARGET_AVX512 inline void spmm_tile_avx512_f64(const MatvecArgs<I, d
   auto mask = [tail](int q) { return q + 1 < NZ ? static_cast<__mmask8>(0xFF) : tail; };
   int64_t p = b;
   for (; p + 2 <= e; p += 2) {
+    if (p + kRowsAhead + 1 < e) {
+      const char* f0 = reinterpret_cast<const char*>(a.x + static_cast<int64_t>(a.indices[p + kRowsAhead]) * nv + c0);
+      const char* f1 = reinterpret_cast<const char*>(a.x + static_cast<int64_t>(a.indices[p + kRowsAhead + 1]) * nv + c0);
+      for (int q = 0; q < NZ; ++q) {
+        _mm_prefetch(f0 + 64 * q, _MM_HINT_T0);
+        _mm_prefetch(f1 + 64 * q, _MM_HINT_T0);
+      }
+    }
     const __m512d v0 = _mm512_set1_pd(a.data[p]), v1 = _mm512_set1_pd(a.data[p + 1]);
     const double* x0 = a.x + static_cast<int64_t>(a.indices[p]) * nv + c0;
     const double* x1 = a.x + static_cast<int64_t>(a.indices[p + 1]) * nv + c0;
