@@ -9,6 +9,7 @@ full sizes.
 from __future__ import annotations
 
 import os
+import sys
 
 # The job benchmarks time a decode in this process: k x k solves against long right-hand
 # sides.  On a small busy machine a threaded BLAS spends far longer waking its threads than
@@ -17,6 +18,15 @@ import os
 # OMP_NUM_THREADS is left alone: it would also bind the OpenMP kernels benchmarked here.
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# MKL (the second kernel baseline, sparse_dot_mkl) from the pip wheel: sparse_dot_mkl finds
+# the runtime through MKL_RT. Its OpenMP threads (Intel's runtime) spin for 200 ms after
+# each call by default, which on 2 cores steals time from whatever runs next, our kernels
+# included; KMP_BLOCKTIME=0 puts them to sleep at once (each MKL call is >10 ms, so waking
+# them costs it nothing measurable).
+_mkl_rt = os.path.join(sys.prefix, "lib", "libmkl_rt.so.3")
+if os.path.exists(_mkl_rt):
+    os.environ.setdefault("MKL_RT", _mkl_rt)
+os.environ.setdefault("KMP_BLOCKTIME", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

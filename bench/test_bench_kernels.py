@@ -11,7 +11,34 @@ import pytest
 import scipy.sparse as sp
 from conftest import SMALL, row_uniform_csr
 
-from sparsecoded import kernels
+from sparsecoded import _core, kernels
+
+try:  # the second baseline: Intel MKL through sparse_dot_mkl, threads set by threadpoolctl
+    import sparse_dot_mkl
+    from threadpoolctl import threadpool_limits
+
+    MKL_SKIP = None
+except Exception as exc:  # not installable (non-x86), or the MKL runtime not found
+    sparse_dot_mkl = None
+    MKL_SKIP = f"MKL baseline unavailable: {type(exc).__name__}: {exc}"
+
+WHO = ["scipy", "mkl-1t", "mkl-2t", "ours-1t", "ours-2t"]
+
+
+def run_who(benchmark, who, ours, scipy_fn, mkl_fn, opts):
+    """Time one entry; records the thread count and our SIMD variant in the JSON."""
+    if who.startswith("mkl") and MKL_SKIP:
+        pytest.skip(MKL_SKIP)
+    nt = 2 if who.endswith("2t") else 1
+    benchmark.extra_info["threads"] = nt
+    benchmark.extra_info["isa"] = _core._isa()
+    benchmark.extra_info["vector_bits"] = _core._isa_vector_bits()
+    if who == "scipy":
+        return benchmark.pedantic(scipy_fn, **opts)
+    if who.startswith("mkl"):
+        with threadpool_limits(limits=nt, user_api="blas"):
+            return benchmark.pedantic(mkl_fn, **opts)
+    return benchmark.pedantic(lambda: ours(nt), **opts)
 
 ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}
 HEAVY = {"rounds": 3, "iterations": 1, "warmup_rounds": 0}
@@ -42,31 +69,42 @@ def spmv_case(rng, full_size, case):
 
 
 @pytest.mark.parametrize("case", SPMV_CASES, ids=lambda t: f"{t[0]}x{t[1]}@{t[2]:.1%}")
-@pytest.mark.parametrize("who", ["scipy", "ours-1t", "ours-2t"])
+@pytest.mark.parametrize("who", WHO)
 def test_spmv(benchmark, rng, full_size, case, who):
     A, x = spmv_case(rng, full_size, case)
     benchmark.group = f"spmv {case[0]}x{case[1]} at {case[2]:.1%}"
-    if who == "scipy":
-        y = benchmark.pedantic(lambda: A @ x, **ROUNDS)
-    else:
-        nt = 1 if who == "ours-1t" else 2
-        y = benchmark.pedantic(lambda: kernels.matvec(A, x, n_threads=nt), **ROUNDS)
+    # bytes a kernel must move at least: values, indices, indptr, y, x (for the limit table)
+    benchmark.extra_info["bytes"] = int(
+        A.data.nbytes + A.indices.nbytes + A.indptr.nbytes + 8 * A.shape[0] + x.nbytes
+    )
+    y = run_who(
+        benchmark,
+        who,
+        lambda nt: kernels.matvec(A, x, n_threads=nt),
+        lambda: A @ x,
+        lambda: sparse_dot_mkl.dot_product_mkl(A, x),
+        ROUNDS,
+    )
     np.testing.assert_allclose(y, A @ x, rtol=1e-10, atol=1e-10)
 
 
 # ---- sparse x dense, 32 columns -------------------------------------------------
 
 
-@pytest.mark.parametrize("who", ["scipy", "ours-1t", "ours-2t"])
+@pytest.mark.parametrize("who", WHO)
 def test_spmm_dense_32(benchmark, rng, full_size, who):
     A, _ = spmv_case(rng, full_size, SPMV_CASES[0])
     X = rng.standard_normal((A.shape[1], 32))
     benchmark.group = "sparse x dense, 60000x40000 at 0.5% times 40000x32"
-    if who == "scipy":
-        Y = benchmark.pedantic(lambda: A @ X, **HEAVY)
-    else:
-        nt = 1 if who == "ours-1t" else 2
-        Y = benchmark.pedantic(lambda: kernels.matmat(A, X, n_threads=nt), **HEAVY)
+    benchmark.extra_info["flops"] = int(2 * A.nnz * X.shape[1])
+    Y = run_who(
+        benchmark,
+        who,
+        lambda nt: kernels.matmat(A, X, n_threads=nt),
+        lambda: A @ X,
+        lambda: sparse_dot_mkl.dot_product_mkl(A, X),
+        ROUNDS,
+    )
     np.testing.assert_allclose(Y, A @ X, rtol=1e-10, atol=1e-10)
 
 

@@ -140,3 +140,81 @@ def test_bsr_index_out_of_range():
     A.indices[1] = 5
     with pytest.raises(IndexError, match=r"\(bsr\): block column index 5 at A.indices\[1\]"):
         matvec(A, np.ones(4))
+
+
+# ---- lincomb(drop_rounding=...): entries zero to within their own rounding ----------
+
+
+def test_lincomb_drop_rounding_removes_cancellations_keeps_small_real_entries():
+    a = sp.csr_array(np.array([[1.0, 1e-30, 0.3, 0.0], [2.0, 0.0, 0.0, 5.0]]))
+    b = sp.csr_array(np.array([[1.0, 0.0, 0.1 + 0.2, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    b.data[:] = [1.0, 0.1 + 0.2]
+    kept = lincomb([a, b], [1.0, -1.0])
+    assert kept.nnz == 5  # the union of the structures, cancellations included
+    C = lincomb([a, b], [1.0, -1.0], drop_rounding=4)
+    C.sum_duplicates()
+    # (0, 0) cancels exactly, (0, 2) = 0.3 - (0.1 + 0.2) is a rounding leftover (5.5e-17):
+    # both go; 1e-30 is tiny but its only term is as tiny, so it stays
+    np.testing.assert_array_equal(C.toarray(), [[0, 1e-30, 0, 0], [2.0, 0, 0, 5.0]])
+    assert C.nnz == 3
+
+
+def test_lincomb_drop_rounding_zero_drops_exact_zeros_only():
+    a = sp.csr_array(np.array([[1.0, 0.3]]))
+    b = sp.csr_array(np.array([[1.0, 0.1 + 0.2]]))
+    C = lincomb([a, b], [1.0, -1.0], drop_rounding=0)
+    assert C.nnz == 1 and C.toarray()[0, 1] == 0.3 - (0.1 + 0.2)
+
+
+def test_lincomb_drop_rounding_keeps_nan_and_inf():
+    a = sp.csr_array(np.array([[np.inf, np.nan, 1.0]]))
+    b = sp.csr_array(np.array([[np.inf, 1.0, 1.0]]))
+    C = lincomb([a, b], [1.0, 1.0], drop_rounding=4).toarray()
+    assert np.isinf(C[0, 0]) and np.isnan(C[0, 1]) and C[0, 2] == 2.0
+
+
+def test_lincomb_term_errors_widen_the_bound(rng):
+    a = sp.csr_array(np.array([[1.0, 1e-9]]))
+    b = sp.csr_array(np.array([[1.0, 0.0]]))
+    b.data[:] = [1.0]
+    plain = lincomb([a, b], [1.0, -1.0], drop_rounding=4)
+    assert plain.nnz == 1  # 1e-9 stays: nothing says it could be rounding
+    big = [(np.array([1e8]), np.array([1.0, 1.0])), (np.zeros(1), np.zeros(2))]
+    C = lincomb([a, b], [1.0, -1.0], drop_rounding=4, term_errors=big)
+    assert C.nnz == 0  # 1e-9 <= 4 eps * 1e8: within the operand's own error
+
+
+def test_lincomb_drop_matches_scipy_on_random_cancellations(rng):
+    A = sp.random_array((200, 150), density=0.05, format="csr", rng=rng)
+    B = sp.random_array((200, 150), density=0.05, format="csr", rng=rng)
+    S = A + B
+    C = lincomb([S, A, B], [1.0, -1.0, -1.0], drop_rounding=4)
+    assert C.nnz == 0
+    D = lincomb([S, A], [1.0, -1.0], drop_rounding=4)
+    np.testing.assert_allclose(D.toarray(), B.toarray(), rtol=0, atol=1e-15)
+    assert D.nnz == B.nnz
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "msg"),
+    [
+        ({"drop_rounding": -1.0}, "drop_rounding must be finite and >= 0"),
+        ({"drop_rounding": np.nan}, "drop_rounding must be finite and >= 0"),
+        ({"drop_rounding": "4"}, "drop_rounding must be a number or None"),
+        ({"term_errors": [None, None]}, "term_errors is only used with drop_rounding"),
+        ({"drop_rounding": 4, "term_errors": [None]}, "term_errors has 1 entries, expected"),
+        ({"drop_rounding": 4, "term_errors": [None, None]}, r"term_errors\[0\] must be a"),
+        (
+            {"drop_rounding": 4, "term_errors": [(np.ones(3), np.ones(2))] * 2},
+            r"term_errors\[0\] row has shape \(3,\), expected \(2,\)",
+        ),
+        (
+            {"drop_rounding": 4, "term_errors": [(np.ones(2), -np.ones(2))] * 2},
+            r"term_errors\[0\] col must be finite and >= 0",
+        ),
+    ],
+)
+def test_lincomb_drop_bad_arguments(kwargs, msg):
+    a = sp.csr_array(np.eye(2))
+    with pytest.raises(ValueError, match=msg):
+        lincomb([a, a], [1.0, 1.0], **kwargs)

@@ -77,9 +77,13 @@ void def_lincomb(py::module_& m) {
   m.def(
       "csr_lincomb",
       [](int64_t n_rows, int64_t n_cols, const std::vector<std::tuple<carray<I>, carray<I>, carray<V>>>& mats,
-         const carray<V>& coeffs, int n_threads) {
+         const carray<V>& coeffs, int n_threads, double drop,
+         const std::vector<std::tuple<carray<V>, carray<V>>>& scales) {
         const int K = static_cast<int>(mats.size());
         expect_size("coeffs", coeffs.size(), K);
+        if (!scales.empty() && static_cast<int>(scales.size()) != K)
+          throw std::invalid_argument("scales has " + std::to_string(scales.size()) +
+                                      " entries, expected 0 or len(mats) = " + std::to_string(K));
         std::vector<std::vector<uint8_t>> sorted(K);
         std::vector<sparsecoded::CsrOperand<I, V>> ops(K);
         std::vector<int64_t> nnzs(K);
@@ -90,6 +94,13 @@ void def_lincomb(py::module_& m) {
           expect_size(who + ".data", d.size(), ix.size());
           sorted[t].resize(static_cast<size_t>(n_rows));
           ops[t] = {ip.data(), ix.data(), d.data(), sorted[t].data()};
+          if (!scales.empty()) {
+            const auto& [rs, cs] = scales[t];
+            expect_size("scales[" + std::to_string(t) + "][0]", rs.size(), n_rows);
+            expect_size("scales[" + std::to_string(t) + "][1]", cs.size(), n_cols);
+            ops[t].row_scale = rs.data();
+            ops[t].col_scale = cs.data();
+          }
           nnzs[t] = ix.size();
         }
         const V* cp = coeffs.data();
@@ -104,7 +115,7 @@ void def_lincomb(py::module_& m) {
             sparsecoded::csr_check<I>(n_rows, n_cols, ops[t].indptr, ops[t].indices, nnzs[t], sorted[t].data(),
                                       n_threads, who.c_str());
           }
-          total = sparsecoded::csr_lincomb_size<I, V>(n_rows, n_cols, ops.data(), cp, K, op, n_threads);
+          total = sparsecoded::csr_lincomb_size<I, V>(n_rows, n_cols, ops.data(), cp, K, op, n_threads, drop);
         }
         carray<I> out_indices(total);
         carray<V> out_data(total);
@@ -113,11 +124,12 @@ void def_lincomb(py::module_& m) {
         {
           // as above: raw pointers only
           py::gil_scoped_release nogil;
-          sparsecoded::csr_lincomb_fill<I, V>(n_rows, n_cols, ops.data(), cp, K, op, oix, od, n_threads);
+          sparsecoded::csr_lincomb_fill<I, V>(n_rows, n_cols, ops.data(), cp, K, op, oix, od, n_threads, drop);
         }
         return py::make_tuple(out_indptr, out_indices, out_data);
       },
-      py::arg("n_rows"), py::arg("n_cols"), py::arg("mats"), py::arg("coeffs").noconvert(), py::arg("n_threads"));
+      py::arg("n_rows"), py::arg("n_cols"), py::arg("mats"), py::arg("coeffs").noconvert(), py::arg("n_threads"),
+      py::arg("drop") = -1.0, py::arg("scales") = std::vector<std::tuple<carray<V>, carray<V>>>{});
 }
 
 }  // namespace

@@ -432,6 +432,20 @@ class _CodedTranspose(_Rounds):
         return f"<transpose of {self._parent!r}>"
 
 
+def _product_error_scales(P: sp.csr_array, Q: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, col)`` with ``|fl(P @ Q) - P @ Q|[i, j] <= eps * row[i] * col[j]`` (about).
+
+    Entry (i, j) sums at most nnz(P[i]) products, so its rounding is at most
+    ``nnz(P[i]) eps sum_k |P_ik| |Q_kj| <= nnz(P[i]) eps ||P[i, :]|| ||Q[:, j]||``.
+    """
+    P = sp.csr_array(P)
+    Q = sp.csc_array(Q)
+    row = np.sqrt(np.asarray(P.multiply(P).sum(axis=1), dtype=np.float64)).ravel()
+    row *= np.diff(P.indptr)
+    col = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=0), dtype=np.float64)).ravel()
+    return row, col
+
+
 class CodedMatMat(_CodedJob):
     """``A @ B`` from the first responders of a coded pool (docs/theory.md section 5).
 
@@ -508,6 +522,9 @@ class CodedMatMat(_CodedJob):
         self.block_shape = (blocks_a[0].shape[0], blocks_b[0].shape[1])
         wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
         payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
+        # what each worker's product may carry in rounding, for the decode's
+        # drop of cancellation leftovers (decode.DECODE_DROP_ROUNDING)
+        self._term_errors = {r: _product_error_scales(*payloads[r]) for r in payloads}
         self._place(payloads, encode_seconds)
 
     def compute(self, *, timeout: float | None = None) -> sp.csr_array | np.ndarray:
@@ -521,7 +538,8 @@ class CodedMatMat(_CodedJob):
         results = [by_row[r] for r in plan.rows]
         if any(not sp.issparse(r) for r in results):
             results = [r.toarray() if sp.issparse(r) else np.asarray(r) for r in results]
-        blocks = plan.combine(results)
+        errors = [self._term_errors[r] for r in plan.rows] if sp.issparse(results[0]) else None
+        blocks = plan.combine(results, term_errors=errors)
         grid = [[blocks[p * self.k_b + q] for q in range(self.k_b)] for p in range(self.k_a)]
         m, p = self.shape
         if sp.issparse(blocks[0]):

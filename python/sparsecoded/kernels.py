@@ -19,11 +19,16 @@ Pools validate a payload once, when it is placed (:func:`_placed`: the cheap
 checks above plus the O(nnz) structure scan), and then run it every round
 through the private unchecked entries :func:`_matvec_placed` and
 :func:`_matmat_placed`, which go straight to the C++ core.
+
+The SpMV / SpMM row loops come in instruction-set variants chosen at run time
+(``generic``, ``avx2``, ``avx512``; see :func:`simd_variant`). The environment
+variable ``SPARSECODED_ISA`` forces one at import (``auto`` is the default).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,7 +52,29 @@ __all__ = [
     "matmat",
     "matvec",
     "resolve_threads",
+    "simd_variant",
 ]
+
+def simd_variant() -> str:
+    """The instruction-set variant the SpMV / SpMM kernels run: ``generic``, ``avx2`` or ``avx512``.
+
+    Chosen at import from what the CPU supports, unless ``SPARSECODED_ISA``
+    names one (an unknown name, or one this CPU cannot run, is a ValueError
+    at import).
+    """
+    return _core._isa()
+
+
+def _isa_from_environment() -> None:
+    name = os.environ.get("SPARSECODED_ISA", "").strip().lower()
+    if name:
+        try:
+            _core._set_isa(name)
+        except ValueError as exc:
+            raise ValueError(f"SPARSECODED_ISA={name!r}: {exc}") from None
+
+
+_isa_from_environment()
 
 #: ``matmat`` of two sparse operands returns a dense ndarray when the
 #: estimated density of the product reaches this fraction (see ``matmat``).
@@ -417,7 +444,14 @@ def _matmat_csr(a: CSR, b: CSR, nt: int):
     return _csr_array((m, p), indptr, indices, data, sorted_indices=False)
 
 
-def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
+def lincomb(
+    mats: Sequence,
+    coeffs,
+    *,
+    n_threads: int | None = None,
+    drop_rounding: float | None = None,
+    term_errors: Sequence | None = None,
+):
     """``sum_t coeffs[t] * mats[t]`` for matrices of one shape.
 
     Parameters
@@ -428,6 +462,20 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
         Cast to the matrices' value type (as ``E`` in :func:`encode_row_blocks`).
     n_threads : int or None
         Threads to use; None means all cores.
+    drop_rounding : float or None
+        Sparse results only. ``None`` keeps every entry of the union of the
+        operands' structures, cancellations included. A number ``f >= 0``
+        drops the entries that are zero to within the rounding of their own
+        sum: ``|C_ij| <= f * eps * sum_t |coeffs[t] * mats[t][i, j]|`` (eps of
+        the value type; ``0`` drops exact zeros only). A relative bound per
+        entry, never a fixed threshold: an entry as small as you like stays
+        when its terms are as small.
+    term_errors : sequence of (row, col) vector pairs, or None
+        With ``drop_rounding`` only: the rounding each operand carried in.
+        Entry ``(i, j)`` of ``mats[t]`` may be off by ``row[i] * col[j] *
+        eps`` (for a product ``P @ Q``: about ``nnz(P[i]) * ||P[i, :]|| *
+        ||Q[:, j]||``), which joins the sum above as ``|coeffs[t]| * row[i]
+        * col[j]``. Finite and >= 0, of lengths ``shape[0]`` and ``shape[1]``.
 
     Returns
     -------
@@ -446,9 +494,24 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
            [0. , 1.5]])
     """
     nt = check_n_threads(n_threads)
+    drop = -1.0
+    if drop_rounding is not None:
+        if isinstance(drop_rounding, bool) or not isinstance(drop_rounding, (int, float, np.number)):
+            raise ValueError(f"drop_rounding must be a number or None, found {drop_rounding!r}")
+        drop = float(drop_rounding)
+        if not (math.isfinite(drop) and drop >= 0):
+            raise ValueError(f"drop_rounding must be finite and >= 0, found {drop_rounding!r}")
     if isinstance(mats, (np.ndarray, str)) or sp.issparse(mats):
         raise ValueError("mats must be a list of matrices, found a single array")
     mats = list(mats)
+    if term_errors is not None:
+        if drop_rounding is None:
+            raise ValueError("term_errors is only used with drop_rounding, found drop_rounding=None")
+        term_errors = list(term_errors)
+        if len(term_errors) != len(mats):
+            raise ValueError(
+                f"term_errors has {len(term_errors)} entries, expected len(mats) = {len(mats)}"
+            )
     c = np.asarray(coeffs)
     if c.ndim != 1 or c.shape[0] != len(mats):
         raise ValueError(f"coeffs has shape {c.shape}, expected ({len(mats)},) = (len(mats),)")
@@ -468,7 +531,10 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     sparse_at = [t for t, M in enumerate(mats) if sp.issparse(M)]
     dense_at = [t for t, M in enumerate(mats) if not sp.issparse(M)]
     if not dense_at:
-        return _lincomb_sparse(shape, [mats[t] for t in sparse_at], c, sparse_at, None, nt)
+        errors = None
+        if term_errors is not None:
+            errors = [_check_term_error(e, shape, t) for t, e in enumerate(term_errors)]
+        return _lincomb_sparse(shape, mats, c, sparse_at, None, nt, drop, errors)
     # a dense operand makes the result dense: the sparse operands still go
     # through the checked CSR kernel (never an unchecked scipy conversion),
     # and the dense ones are added to its result
@@ -485,11 +551,32 @@ def lincomb(mats: Sequence, coeffs, *, n_threads: int | None = None):
     return out
 
 
-def _lincomb_sparse(shape, mats, c, positions, V, nt: int) -> sp.csr_array:
+def _check_term_error(pair, shape, t):
+    try:
+        row, col = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"term_errors[{t}] must be a (row, col) pair of vectors") from None
+    out = []
+    for what, v, n in (("row", row, shape[0]), ("col", col, shape[1])):
+        a = np.asarray(v, dtype=np.float64)
+        if a.shape != (n,):
+            raise ValueError(f"term_errors[{t}] {what} has shape {a.shape}, expected ({n},)")
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"term_errors[{t}] {what} must be finite and >= 0")
+        out.append(a)
+    return tuple(out)
+
+
+def _lincomb_sparse(
+    shape, mats, c, positions, V, nt: int, drop: float = -1.0, errors=None
+) -> sp.csr_array:
     """The all-sparse lincomb: operands checked by as_csr and by csr_check in C++."""
     ops = [as_csr(M, f"mats[{t}]", dtype=V) for t, M in zip(positions, mats, strict=True)]
     if V is None:
         V = value_dtype(*(o.data.dtype for o in ops), name="mats")
+    scales = []
+    if errors is not None:
+        scales = [(np.ascontiguousarray(r, dtype=V), np.ascontiguousarray(q, dtype=V)) for r, q in errors]
     I = _common_index_dtype(*ops)  # noqa: E741
     ops = [_with_dtypes(o, I, V) for o in ops]
     indptr, indices, data = _core.csr_lincomb(
@@ -498,6 +585,8 @@ def _lincomb_sparse(shape, mats, c, positions, V, nt: int) -> sp.csr_array:
         [(o.indptr, o.indices, o.data) for o in ops],
         np.ascontiguousarray(c, dtype=V),
         nt,
+        drop,
+        scales,
     )
     if indptr[-1] <= np.iinfo(I).max:
         indptr = indptr.astype(I, copy=False)

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "sparsecoded/csr_common.hpp"
@@ -20,6 +22,12 @@ struct RowSource {
   int64_t len;
   V coef;
   bool sorted;
+  // Optional rounding model of the operand (merge_dropping only): each of
+  // its entries (r, j) may be off by up to row_scale * col_scale[j] besides
+  // its own rounding, e.g. a worker's product rounded against the size of
+  // its terms. null: no such term.
+  const V* col_scale = nullptr;
+  V row_scale = 0;
 };
 
 // Merges w scaled source rows into one output row with sorted, distinct
@@ -51,6 +59,52 @@ class RowMerger {
       }
     }
     return n;
+  }
+
+  // Merges the row on the dense accumulator and keeps only the entries that
+  // are not zero to within the merge's own rounding: |sum_t c_t v_t| >
+  // tol * sum_t |c_t v_t| (tol = a few eps). Exact zeros go too; NaN and
+  // infinities stay. Writes the kept entries (sorted) to out_idx/out_val
+  // when they are not null, never more than cap. Returns the number kept, or
+  // -1 past cap. The same inputs give the same answer in both passes: the
+  // arithmetic runs in the same order.
+  int64_t merge_dropping(const RowSource<I, V>* src, int w, V tol, I* out_idx, V* out_val, int64_t cap) {
+    if (w == 0) return 0;
+    ensure_dense();
+    if (static_cast<int64_t>(acc_.size()) != n_cols_) acc_.assign(static_cast<size_t>(n_cols_), V(0));
+    if (static_cast<int64_t>(mag_.size()) != n_cols_) mag_.assign(static_cast<size_t>(n_cols_), V(0));
+    const int64_t stamp = ++stamp_;
+    cols_.clear();
+    for (int s = 0; s < w; ++s) {
+      for (int64_t p = 0; p < src[s].len; ++p) {
+        const int64_t j = static_cast<int64_t>(src[s].idx[p]);
+        const V v = src[s].coef * src[s].val[p];
+        V bound = std::abs(v);
+        if (src[s].col_scale != nullptr) bound += std::abs(src[s].coef) * src[s].row_scale * src[s].col_scale[j];
+        if (mark_[j] != stamp) {
+          mark_[j] = stamp;
+          acc_[j] = v;
+          mag_[j] = bound;
+          cols_.push_back(static_cast<I>(j));
+        } else {
+          acc_[j] += v;
+          mag_[j] += bound;
+        }
+      }
+    }
+    int64_t kept = 0;
+    for (const I j : cols_) kept += keep(acc_[j], mag_[j], tol);
+    if (out_idx == nullptr) return kept;
+    if (kept > cap) return -1;
+    std::sort(cols_.begin(), cols_.end());
+    int64_t q = 0;
+    for (const I j : cols_) {
+      if (!keep(acc_[j], mag_[j], tol)) continue;
+      out_idx[q] = j;
+      out_val[q] = acc_[j];
+      ++q;
+    }
+    return q;
   }
 
   // Writes the merged row into out_idx/out_val, which have room for exactly
@@ -164,6 +218,10 @@ class RowMerger {
     return merge2(runs_[0], runs_[1], out_idx, out_val, cap);
   }
 
+  static bool keep(V value, V magnitude, V tol) {
+    return !(std::abs(value) <= tol * magnitude) || std::isinf(magnitude);
+  }
+
   void ensure_dense() {
     if (static_cast<int64_t>(mark_.size()) != n_cols_) mark_.assign(static_cast<size_t>(n_cols_), -1);
   }
@@ -207,7 +265,8 @@ class RowMerger {
   std::vector<I> bi_[2];
   std::vector<V> bv_[2];
   std::vector<int64_t> mark_;
-  std::vector<V> acc_;
+  std::vector<V> acc_, mag_;
+  std::vector<I> cols_;
   int64_t stamp_ = -1;
 };
 
@@ -226,6 +285,9 @@ struct CsrOperand {
   const I* indices;
   const V* data;
   const uint8_t* row_sorted;
+  // optional rounding model for drop >= 0 (see RowSource): null for none
+  const V* row_scale = nullptr;
+  const V* col_scale = nullptr;
 };
 
 // csr_lincomb_size / csr_lincomb_fill: C = sum_t coeffs[t] * M_t.
@@ -235,12 +297,19 @@ struct CsrOperand {
 //   out_indptr[n_rows + 1] (int64): the caller allocates it, the size pass
 //        fills it and returns nnz(C). The caller then allocates
 //        out_indices[nnz(C)] and out_data[nnz(C)] for the fill pass.
-//   C has sorted, distinct indices; entries that cancel to 0 stay stored.
+//   C has sorted, distinct indices. drop < 0: entries that cancel to 0 stay
+//        stored. drop >= 0: an entry is dropped when |C_ij| <= drop * eps *
+//        sum_t |coeffs[t] * M_t[i, j]|, zero to within the rounding of its
+//        own sum (drop = a few; 0 drops exact zeros only); both passes then
+//        merge on the dense accumulator. An operand with row_scale and
+//        col_scale adds |coeffs[t]| * row_scale[i] * col_scale[j] to that
+//        sum: the rounding it carried in (a product's error bound).
 // Cost: O(total nnz * log K) when rows are sorted, plus a sort per row
 // that has unsorted input. Parallel over rows (dynamic chunks).
 template <class I, class V>
 int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* mats, const V* coeffs,
-                         int K, int64_t* out_indptr, int n_threads) {
+                         int K, int64_t* out_indptr, int n_threads, double drop = -1.0) {
+  const V tol = static_cast<V>(drop) * std::numeric_limits<V>::epsilon();
   std::vector<int> live;
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
@@ -262,9 +331,14 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
       for (int t : live) {
         const CsrOperand<I, V>& M = mats[t];
         const int64_t b = M.indptr[i], e = M.indptr[i + 1];
-        if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
+        if (e > b)
+          src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0, M.col_scale,
+                      M.row_scale != nullptr ? M.row_scale[i] : V(0)};
       }
-      err.guard(i, [&] { out_indptr[i + 1] = merger.count(src.data(), w); });
+      err.guard(i, [&] {
+        out_indptr[i + 1] = drop >= 0 ? merger.merge_dropping(src.data(), w, tol, nullptr, nullptr, 0)
+                                      : merger.count(src.data(), w);
+      });
     }
   }
   err.raise_if_failed("mats");
@@ -273,7 +347,8 @@ int64_t csr_lincomb_size(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>*
 
 template <class I, class V>
 void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* mats, const V* coeffs, int K,
-                      const int64_t* out_indptr, I* out_indices, V* out_data, int n_threads) {
+                      const int64_t* out_indptr, I* out_indices, V* out_data, int n_threads, double drop = -1.0) {
+  const V tol = static_cast<V>(drop) * std::numeric_limits<V>::epsilon();
   std::vector<int> live;
   for (int t = 0; t < K; ++t)
     if (coeffs[t] != V(0)) live.push_back(t);
@@ -294,12 +369,16 @@ void csr_lincomb_fill(int64_t n_rows, int64_t n_cols, const CsrOperand<I, V>* ma
       for (int t : live) {
         const CsrOperand<I, V>& M = mats[t];
         const int64_t b = M.indptr[i], e = M.indptr[i + 1];
-        if (e > b) src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0};
+        if (e > b)
+          src[w++] = {M.indices + b, M.data + b, e - b, coeffs[t], M.row_sorted[i] != 0, M.col_scale,
+                      M.row_scale != nullptr ? M.row_scale[i] : V(0)};
       }
       const int64_t cap = out_indptr[i + 1] - out_indptr[i];
       err.guard(i, [&] {
+        I* oi = out_indices + out_indptr[i];
+        V* ov = out_data + out_indptr[i];
         const int64_t got =
-            merger.fill(src.data(), w, out_indices + out_indptr[i], out_data + out_indptr[i], cap);
+            drop >= 0 ? merger.merge_dropping(src.data(), w, tol, oi, ov, cap) : merger.fill(src.data(), w, oi, ov, cap);
         if (got != cap) err.report(KernelError::changed, i, got, cap);
       });
     }
