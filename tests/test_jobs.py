@@ -269,3 +269,30 @@ def test_ill_conditioned_first_responders_make_the_round_wait(rng):
         op @ x  # a lax threshold accepts the first two, at the price of accuracy
         assert sorted(op.report.answered) == [0, 1]
         assert op.report.condition > 1e12
+
+
+def test_matmat_with_dense_worker_products_keeps_the_sparsity_of_a_at_b(rng):
+    # a banded A: the coded blocks' products are dense enough that the kernel
+    # returns them dense; the decoded A @ A must still store about scipy's nnz
+    n = 600
+    A = sp.diags_array(
+        [rng.standard_normal(n - abs(d)) for d in range(-12, 13)], offsets=range(-12, 13)
+    ).tocsr()
+    ref = sp.csr_array(A @ A)
+    ref.eliminate_zeros()
+    with InlinePool(N) as pool:
+        job = CodedMatMat(A, A, design_mm(N, 2, 3, seed=0), pool)
+        out = job.compute()
+    got = sp.csr_array(out)
+    assert got.nnz <= 1.05 * ref.nnz, (got.nnz, ref.nnz)
+    err = abs(got - ref).max() / abs(ref).max()
+    assert err < 1e-9
+
+
+def test_lincomb_checks_coefficients_in_the_working_precision():
+    from sparsecoded.kernels import lincomb
+
+    M = sp.csr_array(np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"coeffs must be finite, found 1e\+300 .*float32"):
+        lincomb([M, M], [1e300, -1e300])
+    assert np.isfinite(lincomb([M.astype(np.float64)] * 2, [1e300, -1e300]).toarray()).all()

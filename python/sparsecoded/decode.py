@@ -203,16 +203,45 @@ class DecodePlan:
             nz = np.flatnonzero(G[j])
             mats = [results[i] for i in nz]
             errs = None if term_errors is None else [term_errors[i] for i in nz]
-            out.append(
-                kernels.lincomb(
-                    mats,
-                    G[j, nz],
-                    n_threads=n_threads,
-                    drop_rounding=drop_rounding,
-                    term_errors=errs if drop_rounding is not None else None,
-                )
+            block = kernels.lincomb(
+                mats,
+                G[j, nz],
+                n_threads=n_threads,
+                drop_rounding=drop_rounding,
+                term_errors=errs if drop_rounding is not None else None,
             )
+            if drop_rounding is not None and isinstance(block, np.ndarray) and nz.size > 1:
+                _drop_dense_leftovers(block, mats, G[j, nz], errs, drop_rounding)
+            out.append(block)
         return out
+
+
+def _drop_dense_leftovers(
+    C: np.ndarray,
+    mats: Sequence[object],
+    coeffs: np.ndarray,
+    errs: Sequence | None,
+    factor: float,
+) -> None:
+    """Zero, in place, the entries of a dense combination that are zero to within its rounding.
+
+    The same bound as the sparse path (:func:`kernels.lincomb`):
+    ``|C_ij| <= factor * eps * sum_t |g_t| (|Y_t|_ij + e_t,ij)`` with ``e_t``
+    the rounding result ``t`` carries in (``row[i] * col[j]``), never a fixed
+    threshold: a product whose true value is 0 but came back as 1e-12 from
+    cancellation goes, a real small term stays.
+    """
+    eps = np.finfo(C.dtype).eps
+    bound = np.zeros(C.shape, dtype=np.float64)
+    for t, (Y, g) in enumerate(zip(mats, coeffs, strict=True)):
+        dense = Y.toarray() if sp.issparse(Y) else np.asarray(Y)
+        term = np.abs(dense, dtype=np.float64)
+        if errs is not None and errs[t] is not None:
+            row, col = errs[t]
+            term += np.multiply.outer(np.asarray(row, dtype=np.float64), col).reshape(term.shape)
+        bound += abs(float(g)) * term
+    bound *= factor * eps
+    C[np.abs(C) <= bound] = 0.0
 
 
 class Decoder:

@@ -451,8 +451,11 @@ class CodedMatMat(_CodedJob):
 
     ``A`` is split by rows into ``code.k_a`` blocks, ``B`` by columns into
     ``code.k_b``; worker ``i`` computes ``Ã_i @ B̃_i``.  :meth:`compute`
-    returns a ``csr_array`` when every decoded block is sparse, else a dense
-    array.
+    returns a ``csr_array``, or a dense array when ``A @ B`` is dense (at
+    least :data:`sparsecoded.kernels.DENSE_OUTPUT_DENSITY` of its entries
+    nonzero).  Entries that are zero to within the decode's rounding bound
+    (cancellation leftovers of the coded products) are dropped, so the result
+    stores about as many entries as scipy's product.
     """
 
     op = "matmat"
@@ -538,7 +541,7 @@ class CodedMatMat(_CodedJob):
         results = [by_row[r] for r in plan.rows]
         if any(not sp.issparse(r) for r in results):
             results = [r.toarray() if sp.issparse(r) else np.asarray(r) for r in results]
-        errors = [self._term_errors[r] for r in plan.rows] if sp.issparse(results[0]) else None
+        errors = [self._term_errors[r] for r in plan.rows]
         blocks = plan.combine(results, term_errors=errors)
         grid = [[blocks[p * self.k_b + q] for q in range(self.k_b)] for p in range(self.k_a)]
         m, p = self.shape
@@ -546,5 +549,8 @@ class CodedMatMat(_CodedJob):
             out: Any = sp.csr_array(sp.block_array(grid, format="csr")[:m, :p])
         else:
             out = np.block(grid)[:m, :p]
+            # dense worker products, leftovers dropped: sparse again unless A @ B is dense
+            if np.count_nonzero(out) < kernels.DENSE_OUTPUT_DENSITY * out.size:
+                out = sp.csr_array(out)
         self._finish_report(rr, plan, time.perf_counter() - t0, cached)
         return out

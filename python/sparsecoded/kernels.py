@@ -55,6 +55,7 @@ __all__ = [
     "simd_variant",
 ]
 
+
 def simd_variant() -> str:
     """The instruction-set variant the SpMV / SpMM kernels run: ``generic``, ``avx2`` or ``avx512``.
 
@@ -496,7 +497,9 @@ def lincomb(
     nt = check_n_threads(n_threads)
     drop = -1.0
     if drop_rounding is not None:
-        if isinstance(drop_rounding, bool) or not isinstance(drop_rounding, (int, float, np.number)):
+        if isinstance(drop_rounding, bool) or not isinstance(
+            drop_rounding, (int, float, np.number)
+        ):
             raise ValueError(f"drop_rounding must be a number or None, found {drop_rounding!r}")
         drop = float(drop_rounding)
         if not (math.isfinite(drop) and drop >= 0):
@@ -506,7 +509,9 @@ def lincomb(
     mats = list(mats)
     if term_errors is not None:
         if drop_rounding is None:
-            raise ValueError("term_errors is only used with drop_rounding, found drop_rounding=None")
+            raise ValueError(
+                "term_errors is only used with drop_rounding, found drop_rounding=None"
+            )
         term_errors = list(term_errors)
         if len(term_errors) != len(mats):
             raise ValueError(
@@ -517,17 +522,21 @@ def lincomb(
         raise ValueError(f"coeffs has shape {c.shape}, expected ({len(mats)},) = (len(mats),)")
     if not mats:
         raise ValueError("mats is empty, expected at least one matrix")
-    cdt = value_dtype(c.dtype, name="coeffs")
-    finite = np.isfinite(c.astype(cdt))
-    if not np.all(finite):
-        t = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"coeffs must be finite, found {c[t]} at coeffs[{t}]")
+    value_dtype(c.dtype, name="coeffs")
     shape = tuple(int(s) for s in mats[0].shape)
     for t, M in enumerate(mats):
         if np.ndim(M) != 2 or tuple(int(s) for s in M.shape) != shape:
             raise ValueError(
                 f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}"
             )
+    # finite in the precision the kernel works in: 1e300 is finite in float64
+    # but inf once cast to float32 (encode_row_blocks checks the same way)
+    work = value_dtype(*(np.asarray(M).dtype if not sp.issparse(M) else M.dtype for M in mats))
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(c.astype(work))
+    if not np.all(finite):
+        t = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"coeffs must be finite, found {c[t]} at coeffs[{t}] (as {work})")
     sparse_at = [t for t, M in enumerate(mats) if sp.issparse(M)]
     dense_at = [t for t, M in enumerate(mats) if not sp.issparse(M)]
     if not dense_at:
@@ -576,7 +585,9 @@ def _lincomb_sparse(
         V = value_dtype(*(o.data.dtype for o in ops), name="mats")
     scales = []
     if errors is not None:
-        scales = [(np.ascontiguousarray(r, dtype=V), np.ascontiguousarray(q, dtype=V)) for r, q in errors]
+        scales = [
+            (np.ascontiguousarray(r, dtype=V), np.ascontiguousarray(q, dtype=V)) for r, q in errors
+        ]
     I = _common_index_dtype(*ops)  # noqa: E741
     ops = [_with_dtypes(o, I, V) for o in ops]
     indptr, indices, data = _core.csr_lincomb(
