@@ -103,7 +103,10 @@ def test_large_operand_is_scattered_and_exact(pool, rng):
     pool.place("A", [[b] for b in blocks])
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
     for w in range(N):
-        np.testing.assert_allclose(rr.results[(w, 0)], blocks[w] @ x, rtol=1e-12)
+        _want = blocks[w] @ x
+        np.testing.assert_allclose(
+            rr.results[(w, 0)], _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max()
+        )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -132,7 +135,10 @@ def test_several_payloads_per_worker_arrive_one_by_one(pool, rng):
     done = rr.extra["finished_at"]
     assert done[(0, 0)] <= done[(0, 1)] <= done[(0, 2)]
     for j in range(3):
-        np.testing.assert_allclose(rr.results[(0, j)], (j + 1) * (blocks[0] @ x), rtol=1e-12)
+        _want = (j + 1) * (blocks[0] @ x)
+        np.testing.assert_allclose(
+            rr.results[(0, j)], _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max()
+        )
 
 
 @pytest.mark.parametrize("pool", ["tasks", "actors"], indirect=True)
@@ -191,7 +197,10 @@ def test_crashed_worker_round_completes_and_worker_returns(pool, rng, caplog):
         pool.wait_for_workers(timeout=60)
     rr = pool.run("A", "matvec", x, enough=lambda r: len(r) == N)
     assert sorted(rr.answered) == list(range(N))
-    np.testing.assert_allclose(rr.results[(3, 0)], blocks[3] @ x, rtol=1e-12)
+    _want = blocks[3] @ x
+    np.testing.assert_allclose(
+        rr.results[(3, 0)], _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max()
+    )
     text = [r.getMessage() for r in caplog.records if r.name == "sparsecoded.pools.dask"]
     assert any("re-placed a job's payloads on worker 3" in t for t in text), text
 

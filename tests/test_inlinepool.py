@@ -61,8 +61,10 @@ def test_placed_matmat_equals_scipy(rng, dense_b):
     ((p,),) = place_payloads([[pair]], 1).payloads
     got = compute_placed("matmat", p, None, 2)
     got = got.toarray() if sp.issparse(got) else got
-    np.testing.assert_allclose(got, (a @ b).toarray(), rtol=1e-12)
-    np.testing.assert_allclose(got, np.asarray(_dense(compute("matmat", pair, None))), rtol=1e-12)
+    _want = (a @ b).toarray()
+    np.testing.assert_allclose(got, _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max())
+    _want = np.asarray(_dense(compute("matmat", pair, None)))
+    np.testing.assert_allclose(got, _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max())
 
 
 def _dense(m):
@@ -135,7 +137,8 @@ def test_inline_rounds_are_exact_and_time_out_with_round_timeout(rng):
         assert sorted(r.results) == [(1, 0), (2, 0)]
         assert r.cancelled == [0]
         for (w, _), got in r.results.items():
-            np.testing.assert_allclose(got, blocks[w] @ x, rtol=1e-12)
+            _want = blocks[w] @ x
+            np.testing.assert_allclose(got, _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max())
         with pytest.raises(RoundTimeout, match=r"timed out after 1 s; 2 of 3") as info:
             pool.run(
                 "j",

@@ -531,7 +531,9 @@ def lincomb(
             )
     # finite in the precision the kernel works in: 1e300 is finite in float64
     # but inf once cast to float32 (encode_row_blocks checks the same way)
-    work = value_dtype(*(np.asarray(M).dtype if not sp.issparse(M) else M.dtype for M in mats))
+    work = value_dtype(
+        *(np.asarray(M).dtype if not sp.issparse(M) else M.dtype for M in mats), name="mats"
+    )
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(c.astype(work))
     if not np.all(finite):
