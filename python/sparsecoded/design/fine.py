@@ -1,7 +1,7 @@
 """Sparse designs on finer partitions (docs/theory.md sections 11 and 12).
 
 A is cut into ``blocks = G k`` sub-blocks, grouped into ``G`` *classes* of
-``k`` consecutive sub-blocks; every device stores one coded sub-block (an
+``k`` consecutive sub-blocks; every device stores one coded sub-block (a
 *slot*) per class, whose support lies inside the class.  Storage is the
 coarse code's (``G`` slots of ``1 / (G k)`` of A each), but the weights may
 differ from class to class: a device can be light (even uncoded) in most
