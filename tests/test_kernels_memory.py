@@ -48,8 +48,10 @@ N = 10**10
 """
 
 CASES = {
-    # Gustavson's size pass: a marker of n_cols int64 per thread
-    "matmat": "B = wide(2, N); B.indptr[2] = 1; B.indices = B.indices[:1]; B.data = B.data[:1]\n"
+    # Gustavson's size pass: a marker of n_cols int64 per thread (the wrapper
+    # would multiply on B's used columns only: switched off to reach the kernel)
+    "matmat": "import sparsecoded.kernels as K; K.COMPACT_COLUMNS = 1 << 62\n"
+    "B = wide(2, N); B.indptr[2] = 1; B.indices = B.indices[:1]; B.data = B.data[:1]\n"
     "matmat(sp.csr_array(np.ones((2, 2))), B, n_threads={nt})",
     # the row merger's marker: two operands share a row, so count() allocates it
     "lincomb": "A = wide(2, N)\nlincomb([A, A], [1.0, 2.0], n_threads={nt})",
@@ -79,3 +81,20 @@ else:
     )
     assert "MemoryError:" in proc.stdout, proc.stdout + proc.stderr
     assert "out of memory for the kernel's per-thread work buffers" in proc.stdout, proc.stdout
+
+
+def test_an_empty_product_with_a_wide_b_allocates_nothing_big():
+    # 1 x 1 @ 1 x 2**27: the kernel's column markers would take 2 GB
+    code = (
+        "import resource, scipy.sparse as sp\n"
+        "from sparsecoded.kernels import matmat\n"
+        "a, b = sp.csr_array((1, 1)), sp.csr_array((1, 2**27))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "out = matmat(a, b)\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "assert out.shape == (1, 2**27) and out.nnz == 0\n"
+        "print(grown)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) < 100 * 1024  # KiB: under 100 MB

@@ -226,3 +226,30 @@ def test_resolve_threads():
     expected = sparsecoded.default_threads() if sparsecoded.openmp_available() else 1
     assert kernels.resolve_threads() == expected
     assert kernels.resolve_threads(None) >= 1
+
+
+def test_matmat_on_a_very_wide_b_uses_only_its_columns(rng):
+    from sparsecoded.kernels import COMPACT_COLUMNS
+
+    p = 4 * COMPACT_COLUMNS  # wide and sparse: the compact path
+    A = sp.random_array((50, 40), density=0.2, format="csr", rng=rng)
+    B = sp.random_array((40, p), density=2e-6, format="csr", rng=rng)
+    got = sp.csr_array(matmat(A, B))
+    want = sp.csr_array(A @ B)
+    assert got.shape == want.shape
+    assert abs(got - want).max() <= 1e-12 * max(abs(want).max(), 1.0)
+    # 2**62 columns: the markers of that width could never be allocated
+    huge = sp.csr_array(
+        (np.array([1.0, 3.0]), np.array([0, 2**62 - 1]), np.array([0, 1, 1, 2])), shape=(3, 2**62)
+    )
+    one = sp.csr_array((np.array([2.0]), np.array([0]), np.array([0, 1])), shape=(1, 3))
+    C = matmat(one, huge)
+    assert C.shape == (1, 2**62)
+    assert C.indices.tolist() == [0]
+    assert C.data.tolist() == [2.0]
+    bad = sp.csr_array((1, p))
+    bad.indices = np.array([p + 3], dtype=np.int64)
+    bad.indptr = np.array([0, 1], dtype=np.int64)
+    bad.data = np.array([1.0])
+    with pytest.raises(ValueError, match="B has column index"):
+        matmat(sp.csr_array(np.ones((1, 1))), bad)

@@ -418,8 +418,16 @@ def matmat(A, B, *, n_threads: int | None = None):
     return _matmat_csr(a, b, nt)
 
 
+#: B wider than this, and wider than 4 x nnz(B) columns, is multiplied on the
+#: columns it uses: the kernel's per-thread column markers scale with the width
+COMPACT_COLUMNS = 1 << 20
+
+
 def _matmat_csr(a: CSR, b: CSR, nt: int):
     """The sparse x sparse product of two checked CSR operands (shapes agree)."""
+    p = b.shape[1]
+    if p > COMPACT_COLUMNS and p > 4 * b.nnz:
+        return _matmat_compact(a, b, nt)
     V = value_dtype(a.data.dtype, b.data.dtype, name="B")
     I = _common_index_dtype(a, b)  # noqa: E741
     a = _with_dtypes(a, I, V)
@@ -443,6 +451,34 @@ def _matmat_csr(a: CSR, b: CSR, nt: int):
     else:
         indices = indices.astype(np.int64)
     return _csr_array((m, p), indptr, indices, data, sorted_indices=False)
+
+
+def _matmat_compact(a: CSR, b: CSR, nt: int) -> sp.csr_array:
+    """``A @ B`` for a B much wider than its nonzeros: computed on B's used columns.
+
+    The kernel keeps a marker (and an accumulator) of B's width per thread; a
+    1 x 2**27 B would cost 2 GB of them for an empty product, and 2**62
+    columns cannot be allocated at all.  B's column indices are range-checked
+    here (the kernel would not see the original ones), mapped onto the sorted
+    distinct columns, and the product's indices mapped back.
+    """
+    n, p = b.shape
+    if b.nnz:
+        lo, hi = int(b.indices.min()), int(b.indices.max())
+        if lo < 0 or hi >= p:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"B has column index {bad}, expected 0 <= index < B.shape[1] = {p}")
+    used = np.unique(b.indices)
+    local = np.searchsorted(used, b.indices).astype(b.indices.dtype, copy=False)
+    narrow = CSR((n, int(used.size)), b.indptr, np.ascontiguousarray(local), b.data)
+    C = _matmat_csr(a, narrow, nt)
+    C = sp.csr_array(C) if not sp.issparse(C) else C
+    index = np.int64 if p - 1 > np.iinfo(np.int32).max else C.indices.dtype
+    cols = used.astype(index, copy=False)[C.indices]
+    indptr = C.indptr.astype(index, copy=False)
+    return _csr_array(
+        (a.shape[0], p), indptr, cols, C.data, sorted_indices=bool(C.has_sorted_indices)
+    )
 
 
 def lincomb(
