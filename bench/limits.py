@@ -23,7 +23,10 @@ def main(path: str, bw1: float, bw2: float, pk1: float, pk2: float) -> None:
         who = b["param"] if "param" in b else b["name"]
         who = b["params"].get("who", who)
         groups[b["group"]][who] = b
-    print("| group | entry | median (ms) | IQR (ms) | vs scipy | vs MKL same threads | fraction of limit |")
+    print(
+        "| group | entry | median (ms) | IQR (ms) | vs scipy"
+        " | vs MKL same threads | fraction of limit |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for group in sorted(groups):
         g = groups[group]

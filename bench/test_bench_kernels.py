@@ -40,6 +40,7 @@ def run_who(benchmark, who, ours, scipy_fn, mkl_fn, opts):
             return benchmark.pedantic(mkl_fn, **opts)
     return benchmark.pedantic(lambda: ours(nt), **opts)
 
+
 ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}
 HEAVY = {"rounds": 3, "iterations": 1, "warmup_rounds": 0}
 

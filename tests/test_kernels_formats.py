@@ -163,14 +163,17 @@ def test_lincomb_drop_rounding_zero_drops_exact_zeros_only():
     a = sp.csr_array(np.array([[1.0, 0.3]]))
     b = sp.csr_array(np.array([[1.0, 0.1 + 0.2]]))
     C = lincomb([a, b], [1.0, -1.0], drop_rounding=0)
-    assert C.nnz == 1 and C.toarray()[0, 1] == 0.3 - (0.1 + 0.2)
+    assert C.nnz == 1
+    assert C.toarray()[0, 1] == 0.3 - (0.1 + 0.2)
 
 
 def test_lincomb_drop_rounding_keeps_nan_and_inf():
     a = sp.csr_array(np.array([[np.inf, np.nan, 1.0]]))
     b = sp.csr_array(np.array([[np.inf, 1.0, 1.0]]))
     C = lincomb([a, b], [1.0, 1.0], drop_rounding=4).toarray()
-    assert np.isinf(C[0, 0]) and np.isnan(C[0, 1]) and C[0, 2] == 2.0
+    assert np.isinf(C[0, 0])
+    assert np.isnan(C[0, 1])
+    assert C[0, 2] == 2.0
 
 
 def test_lincomb_term_errors_widen_the_bound(rng):

@@ -106,7 +106,8 @@ def test_unsorted_duplicates_each_variant(isa, rng):
 
 
 def long_row_with(value, position, index_dtype, n_cols=50, length=40):
-    """One row of `length` entries (so the wide loops see it, not only the tail) with one bad index."""
+    """One row of `length` entries (so the wide loops see it, not only the tail) with one bad
+    index."""
     indices = np.arange(length, dtype=np.int64) % n_cols
     indices[position] = value
     indptr = np.array([0, 0, length, length], dtype=index_dtype)
