@@ -22,7 +22,7 @@ Messages say what was expected and what was found.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,7 +74,7 @@ def value_dtype(*dtypes: np.dtype, name: str = "input") -> np.dtype:
         if not dtypes:
             return _F64
         return _F32 if all(dt == _F32 for dt in dtypes) else _F64
-    kinds = []
+    kinds: list[np.dtype[Any]] = []
     for dt in dtypes:
         dt = np.dtype(dt)
         if dt.kind == "c":

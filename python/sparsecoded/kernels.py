@@ -225,6 +225,7 @@ def _placed(obj, name: str = "payload"):
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and not isinstance(obj, CSR):
         a = _placed(obj[0], f"{name}[0]")
         B = obj[1]
+        b: CSR | np.ndarray
         if sp.issparse(B):
             b = check_csr_structure(as_csr(B, f"{name}[1]"), f"{name}[1]")
         elif isinstance(B, np.ndarray) and not B.dtype.hasobject:
@@ -307,11 +308,11 @@ def matvec(A, x, *, n_threads: int | None = None) -> np.ndarray:
 def _matvec(A, x, nt: int, xname: str) -> np.ndarray:
     """matvec with the dense operand called ``xname`` in messages (``B`` from matmat)."""
     a = as_csr(A, "A")
-    xa = np.asarray(x) if not sp.issparse(x) else x
-    if sp.issparse(xa):
+    if sp.issparse(x):
         raise ValueError(
-            f"x must be a dense numpy array, found a scipy sparse {xa.format} matrix; use matmat"
+            f"x must be a dense numpy array, found a scipy sparse {x.format} matrix; use matmat"
         )
+    xa = np.asarray(x)
     V = value_dtype(a.data.dtype, xa.dtype, name=xname)
     a = _with_dtypes(a, a.indices.dtype, V)
     m, c = a.shape

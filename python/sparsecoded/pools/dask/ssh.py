@@ -131,7 +131,7 @@ def ssh_pool(
     # from the start, so that an interrupt (Ctrl-C) then still stops them.
     started: list[Any] = []
 
-    class _Cluster(SpecCluster):  # type: ignore[misc, valid-type]
+    class _Cluster(SpecCluster):
         def __init__(self, *args: Any, **kw: Any) -> None:
             started.append(self)
             super().__init__(*args, **kw)

@@ -94,7 +94,7 @@ def close_fd(shm: mpshm.SharedMemory) -> mpshm.SharedMemory:
     fd = getattr(shm, "_fd", -1)
     if fd >= 0:
         os.close(fd)
-        shm._fd = -1
+        shm._fd = -1  # type: ignore[attr-defined]  # private, absent from the typeshed stub
     return shm
 
 
