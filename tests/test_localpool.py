@@ -865,3 +865,27 @@ def test_threads_per_worker_reaches_the_kernels(rng):
     np.testing.assert_allclose(
         r.results[(0, 0)], _want, rtol=1e-12, atol=1e-12 * np.abs(_want).max()
     )
+
+
+def test_pairs_sharing_a_factor_store_it_once(pool, job, rng):
+    # a finer-partition MM device multiplies each A-slot with each B-slot
+    a = block(rng, 300, 200)
+    bs = [block(rng, 200, 50) for _ in range(4)]
+    shared = [[(a, b) for b in bs]] + [[] for _ in range(N - 1)]
+    pool.place(job, shared)
+    once = pool._jobs[job].segments[0].size
+    copies = [[(a.copy(), b) for b in bs]] + [[] for _ in range(N - 1)]
+    pool.place(job, copies)
+    assert pool._jobs[job].segments[0].size > once + 2 * a.data.nbytes
+    r = pool.run(job, "matmat", None, enough=everyone(4))
+    for q, b in enumerate(bs):
+        got = r.results[(0, q)]
+        got = got.toarray() if sp.issparse(got) else got
+        want = (a @ b).toarray()
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    pool.place(job, shared)  # and the shared layout computes the same
+    r = pool.run(job, "matmat", None, enough=everyone(4))
+    got = r.results[(0, 3)]
+    got = got.toarray() if sp.issparse(got) else got
+    want = (a @ bs[3]).toarray()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())

@@ -432,18 +432,28 @@ class _CodedTranspose(_Rounds):
         return f"<transpose of {self._parent!r}>"
 
 
-def _product_error_scales(P: sp.csr_array, Q: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
-    """``(row, col)`` with ``|fl(P @ Q) - P @ Q|[i, j] <= eps * row[i] * col[j]`` (about).
+def _row_error_scale(P: sp.csr_array) -> np.ndarray:
+    """``nnz(P[i]) ||P[i, :]||``: with :func:`_col_error_scale` of Q it bounds
+    ``|fl(P @ Q) - P @ Q|[i, j] <= eps * row[i] * col[j]`` (about).
 
     Entry (i, j) sums at most nnz(P[i]) products, so its rounding is at most
     ``nnz(P[i]) eps sum_k |P_ik| |Q_kj| <= nnz(P[i]) eps ||P[i, :]|| ||Q[:, j]||``.
     """
     P = sp.csr_array(P)
-    Q = sp.csc_array(Q)
     row = np.sqrt(np.asarray(P.multiply(P).sum(axis=1), dtype=np.float64)).ravel()
-    row *= np.diff(P.indptr)
-    col = np.sqrt(np.asarray(Q.multiply(Q).sum(axis=0), dtype=np.float64)).ravel()
-    return row, col
+    return row * np.diff(P.indptr)
+
+
+def _col_error_scale(Q: sp.csr_array) -> np.ndarray:
+    Q = sp.csc_array(Q)
+    return np.sqrt(np.asarray(Q.multiply(Q).sum(axis=0), dtype=np.float64)).ravel()
+
+
+def _slot_index(ids: np.ndarray | None, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first row of each distinct slot, each row's slot number)."""
+    ids = np.arange(n_rows) if ids is None else np.asarray(ids)
+    _, first, which = np.unique(ids, return_index=True, return_inverse=True)
+    return first, which.ravel()
 
 
 class CodedMatMat(_CodedJob):
@@ -509,11 +519,18 @@ class CodedMatMat(_CodedJob):
             history=history,
             on_round=on_round,
         )
+        # each distinct coded sub-block (slot) is encoded once: on a finer
+        # partition a device multiplies each of its A-slots with each B-slot,
+        # so rows share factors (and the pools store a shared factor once)
+        first_a, slot_a = _slot_index(getattr(code, "slot_a", None), n_rows)
+        first_b, slot_b = _slot_index(getattr(code, "slot_b", None), n_rows)
         t0 = time.perf_counter()
-        blocks_a = kernels.encode_row_blocks(A, Ea)
-        blocks_bt = kernels.encode_row_blocks(sp.csr_array(B.T), Eb)
-        blocks_b = [sp.csr_array(bt.T) for bt in blocks_bt]
+        coded_a = kernels.encode_row_blocks(A, sp.csr_array(Ea[first_a]))
+        coded_bt = kernels.encode_row_blocks(sp.csr_array(B.T), sp.csr_array(Eb[first_b]))
+        coded_b = [sp.csr_array(bt.T) for bt in coded_bt]
         encode_seconds = time.perf_counter() - t0
+        blocks_a = [coded_a[slot_a[r]] for r in range(n_rows)]
+        blocks_b = [coded_b[slot_b[r]] for r in range(n_rows)]
         da, db = blocks_a[0].dtype, blocks_b[0].dtype
         applied = sp.csr_array(
             sp.vstack(
@@ -527,7 +544,9 @@ class CodedMatMat(_CodedJob):
         payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
         # what each worker's product may carry in rounding, for the decode's
         # drop of cancellation leftovers (decode.DECODE_DROP_ROUNDING)
-        self._term_errors = {r: _product_error_scales(*payloads[r]) for r in payloads}
+        rows_err = [_row_error_scale(P) for P in coded_a]
+        cols_err = [_col_error_scale(Q) for Q in coded_b]
+        self._term_errors = {r: (rows_err[slot_a[r]], cols_err[slot_b[r]]) for r in payloads}
         self._place(payloads, encode_seconds)
 
     def compute(self, *, timeout: float | None = None) -> sp.csr_array | np.ndarray:

@@ -98,6 +98,14 @@ def close_fd(shm: mpshm.SharedMemory) -> mpshm.SharedMemory:
     return shm
 
 
+def mapped(shm: mpshm.SharedMemory) -> memoryview:
+    """The mapping of ``shm`` (its ``buf``, which is None once it is closed)."""
+    buf = shm.buf
+    if buf is None:
+        raise ValueError(f"shared memory segment {shm.name} is closed")
+    return buf
+
+
 def close_quietly(shm: mpshm.SharedMemory | None) -> None:
     if shm is None:
         return
@@ -111,19 +119,30 @@ def close_quietly(shm: mpshm.SharedMemory | None) -> None:
 # --------------------------------------------------------------------------- payload specs
 
 
-def to_spec(obj: Any, arrays: list[np.ndarray]) -> tuple:
+def to_spec(obj: Any, arrays: list[np.ndarray], seen: dict[int, int] | None = None) -> tuple:
     """Describe a placed payload (see ``kernels._placed``) as a spec; its arrays are
-    appended to ``arrays``."""
+    appended to ``arrays``.
+
+    ``seen`` (array id -> index in ``arrays``), shared by the payloads of one
+    worker, stores an array used by several payloads once: a device of a
+    finer-partition MM code multiplies each of its coded A-slots with each of
+    its B-slots, so its pairs share factors.
+    """
+
+    def add(arr: np.ndarray) -> int:
+        if seen is not None and id(arr) in seen:
+            return seen[id(arr)]
+        arrays.append(arr)
+        if seen is not None:
+            seen[id(arr)] = len(arrays) - 1
+        return len(arrays) - 1
+
     if isinstance(obj, CSR):
-        parts = []
-        for arr in (obj.data, obj.indices, obj.indptr):
-            parts.append(len(arrays))
-            arrays.append(arr)
-        return ("csr", obj.shape, tuple(parts))
+        parts = tuple(add(arr) for arr in (obj.data, obj.indices, obj.indptr))
+        return ("csr", obj.shape, parts)
     if isinstance(obj, np.ndarray):
-        arrays.append(np.ascontiguousarray(obj))
-        return ("dense", len(arrays) - 1)
-    return ("pair", to_spec(obj[0], arrays), to_spec(obj[1], arrays))
+        return ("dense", add(np.ascontiguousarray(obj)))
+    return ("pair", to_spec(obj[0], arrays, seen), to_spec(obj[1], arrays, seen))
 
 
 def from_spec(spec: tuple, views: list[np.ndarray]) -> Any:

@@ -54,7 +54,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import connection as mpc
 from multiprocessing import shared_memory as mpshm
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -156,7 +156,7 @@ class LocalPool(PoolBase):
         self._watch = Watch()
         try:
             self._res.ctrl = self._res.new_segment(P.CTRL.size)
-            P.CTRL.pack_into(self._res.ctrl.buf, 0, 0)
+            P.CTRL.pack_into(P.mapped(self._res.ctrl), 0, 0)
             for _ in range(self.n_workers):
                 self._result_segs.append(self._res.new_segment(_MIN_RESULT_AREA))
                 self._res.procs.append(None)
@@ -172,7 +172,7 @@ class LocalPool(PoolBase):
 
     def _spawn(self, w: int) -> None:
         proc, conn = start_worker(
-            w, self._res.ctrl.name, self._result_segs[w].name, self.threads_per_worker
+            w, self._res.control().name, self._result_segs[w].name, self.threads_per_worker
         )
         self._res.procs[w] = proc
         self._res.conns[w] = conn
@@ -187,7 +187,9 @@ class LocalPool(PoolBase):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RuntimeError(f"workers {sorted(waiting)} did not start within {limit} s")
-            for conn in mpc.wait([self._res.conns[w] for w in waiting], min(left, MAX_WAIT)):
+            ready = mpc.wait([self._res.conn(w) for w in waiting], min(left, MAX_WAIT))
+            # wait() returns the objects it was given (its stub: any waitable)
+            for conn in cast("list[mpc.Connection]", ready):
                 w = self._res.conns.index(conn)
                 try:
                     conn.recv_bytes()
@@ -207,13 +209,13 @@ class LocalPool(PoolBase):
             self._res.stop_process(proc, 0.1)
         self._res.procs[w] = self._res.conns[w] = None
         self._spawn(w)
-        jobs = [job for job in self._jobs.values() if job.place_msgs[w] is not None]
+        msgs = [msg for job in self._jobs.values() if (msg := job.place_msgs[w]) is not None]
         log.info(
             "LocalPool worker %d respawned (pid %d); re-placing %d jobs on it",
-            w, self._res.procs[w].pid, len(jobs),
+            w, self._res.proc(w).pid, len(msgs),
         )  # fmt: skip
-        for job in jobs:
-            self._send(w, job.place_msgs[w])
+        for msg in msgs:
+            self._send(w, msg)
 
     def _respawn_pending(self) -> list[int]:
         done = sorted(self._to_respawn)
@@ -232,7 +234,7 @@ class LocalPool(PoolBase):
 
     def _send(self, w: int, msg: tuple) -> bool:
         try:
-            self._res.conns[w].send_bytes(P.dumps(msg))
+            self._res.conn(w).send_bytes(P.dumps(msg))
             return True
         except OSError:  # BrokenPipeError: the worker is gone
             self._lost(w)
@@ -287,7 +289,8 @@ class LocalPool(PoolBase):
         try:
             for blocks in placed.payloads:
                 arrays: list[np.ndarray] = []
-                specs = [P.to_spec(b, arrays) for b in blocks]
+                seen: dict[int, int] = {}  # a factor shared by several pairs is stored once
+                specs = [P.to_spec(b, arrays, seen) for b in blocks]
                 record.slots.append(
                     [
                         (b.shape[0], b.data.dtype) if b.__class__ is not tuple else None
@@ -304,8 +307,8 @@ class LocalPool(PoolBase):
                 P.fill(shm, metas, arrays)
                 record.place_msgs.append((P.M_PLACE, record.id, shm.name, metas, specs))
         except BaseException:
-            for shm in record.segments:
-                self._res.free_segment(shm)
+            for seg in record.segments:
+                self._res.free_segment(seg)
             raise
         self._next_job_id += 1
         # Then swap the jobs and tell the workers.  A message cut in half (Ctrl-C
@@ -368,7 +371,10 @@ class LocalPool(PoolBase):
             layout = []
             for slots in record.slots:
                 rooms, offset = [], 0
-                for rows, dtype in slots:
+                for slot in slots:
+                    if slot is None:  # check_operand gives pair jobs no operand
+                        raise RuntimeError("a pair payload was given a matvec operand")
+                    rows, dtype = slot
                     itemsize = np.result_type(dtype, x.dtype).itemsize
                     room = P.align(rows * n_cols * itemsize)
                     rooms.append((offset, room))
@@ -407,7 +413,7 @@ class LocalPool(PoolBase):
         for w in self._watch.wait(0.0):
             if w in self._to_respawn or (workers is not None and w not in workers):
                 continue
-            conn = self._res.conns[w]
+            conn = self._res.conn(w)
             try:
                 while conn.poll():
                     self._note_done(w, pickle.loads(conn.recv_bytes()))
@@ -471,7 +477,6 @@ class LocalPool(PoolBase):
             raise
 
     def _run(self, job, record, op, x, enough, actions, timeout) -> RoundResult:
-        conns = self._res.conns
         between = self._drain()
         respawned = self._respawn_pending()
         self._tag += 1
@@ -547,7 +552,7 @@ class LocalPool(PoolBase):
                         continue  # found dead earlier in this batch
                     try:
                         # one message per readiness: the next wait returns at once if more
-                        if self._take(w, pickle.loads(conns[w].recv_bytes()), st):
+                        if self._take(w, pickle.loads(self._res.conn(w).recv_bytes()), st):
                             decided = True
                             break
                     except (EOFError, OSError):
@@ -564,7 +569,8 @@ class LocalPool(PoolBase):
             self._respawn_quietly()
             raise
         finally:
-            P.CTRL.pack_into(self._res.ctrl.buf, 0, tag)  # cancel whoever still works on it
+            # cancel whoever still works on it
+            P.CTRL.pack_into(P.mapped(self._res.control()), 0, tag)
         self._respawn_quietly()
         return round_result(elapsed)
 
@@ -577,7 +583,7 @@ class LocalPool(PoolBase):
         """
         for w in crashing:
             if w in pending:
-                self._res.procs[w].kill()
+                self._res.proc(w).kill()
                 self._lost(w)
                 dead.append(w)
                 del pending[w]
