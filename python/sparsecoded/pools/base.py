@@ -23,7 +23,7 @@ clock), :class:`sparsecoded.LocalPool` (processes + shared memory) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -306,7 +306,7 @@ class PoolBase:
 
     n_workers: int
     timeout: float
-    _jobs: dict[Any, PlacedJob]
+    _jobs: Mapping[Any, PlacedJob]  # a subclass's own job records (PlacedJob subclasses)
     _closed_reason: str | None = None
 
     @property
@@ -350,7 +350,7 @@ class PoolBase:
         *,
         order: Sequence[SlotKey],
         n_results: int,
-        dead: Sequence[int],
+        dead: Collection[int],
         timed_out: bool,
         partial: RoundResult | None = None,
         more: str = "",

@@ -185,8 +185,9 @@ class _Job(PlacedJob):
         """
         for i in range(len(self.payloads)) if w is None else [w]:
             futs = list(self.futures[i] or [])
-            if self.actors[i] is not None:
-                holder, actor = self.actors[i]
+            held = self.actors[i]
+            if held is not None:
+                holder, actor = held
                 futs.append(holder)
                 inner = getattr(actor, "_future", None)
                 if isinstance(inner, distributed.Future):
@@ -270,12 +271,12 @@ class DaskPool(PoolBase):
         threads_per_worker: int = 1,
         _owned: Sequence[Any] = (),
     ):
-        modes = {"tasks": _Tasks, "actors": _Actors}
+        modes: dict[str, type[_Tasks] | type[_Actors]] = {"tasks": _Tasks, "actors": _Actors}
         if mode not in modes:
             raise ValueError(f"mode must be 'tasks' or 'actors', got {mode!r}")
         if getattr(client, "asynchronous", False):
             raise ValueError("DaskPool needs a synchronous Client, got an asynchronous one")
-        self._mode = modes[mode](self)
+        self._mode: _Tasks | _Actors = modes[mode](self)
         self.timeout = check_timeout(timeout)
         self.threads_per_worker = check_threads(threads_per_worker)
         self.client = client
@@ -569,7 +570,7 @@ class DaskPool(PoolBase):
         order: list[SlotKey] = []
         seconds: dict[SlotKey, float] = {}
         finished: dict[SlotKey, float] = {}  # worker clock: replies may overtake each other
-        remaining = {w: len(job.futures[w]) for w in live if job.futures[w]}
+        remaining = {w: len(futs) for w in live if (futs := job.futures[w])}
         error: BaseException | None = None
         decided = False
         nxt: asyncio.Future | None = None

@@ -68,6 +68,27 @@ class Resources:
         self.segments: dict[str, mpshm.SharedMemory] = {}
         self.ctrl: mpshm.SharedMemory | None = None
 
+    def conn(self, w: int) -> mpc.Connection:
+        """Worker ``w``'s socket; a RuntimeError between its death and its respawn, or after
+        shutdown."""
+        conn = self.conns[w] if w < len(self.conns) else None
+        if conn is None:
+            raise RuntimeError(f"LocalPool worker {w} has no socket (closed, or not respawned)")
+        return conn
+
+    def proc(self, w: int) -> subprocess.Popen:
+        """Worker ``w``'s process; a RuntimeError when it has none (as :meth:`conn`)."""
+        proc = self.procs[w] if w < len(self.procs) else None
+        if proc is None:
+            raise RuntimeError(f"LocalPool worker {w} has no process (closed, or not respawned)")
+        return proc
+
+    def control(self) -> mpshm.SharedMemory:
+        """The segment of the cancel counter; a RuntimeError after shutdown."""
+        if self.ctrl is None:
+            raise RuntimeError("LocalPool is shut down: its control segment is gone")
+        return self.ctrl
+
     def new_segment(self, size: int) -> mpshm.SharedMemory:
         shm = mpshm.SharedMemory(name=P.segment_name(), create=True, size=max(int(size), 1))
         self.segments[shm.name] = shm
@@ -100,7 +121,7 @@ class Resources:
         if os.getpid() != self.owner:  # a forked copy of the master must not stop our workers
             return
         if self.ctrl is not None:
-            P.CTRL.pack_into(self.ctrl.buf, 0, P.CANCEL_ALL)
+            P.CTRL.pack_into(P.mapped(self.ctrl), 0, P.CANCEL_ALL)
         # Segments first: unlinking is instant, and the workers keep their mappings.
         for shm in list(self.segments.values()):
             self.free_segment(shm)

@@ -58,11 +58,11 @@ class _Worker:
         self.jobs: dict[int, tuple[mpshm.SharedMemory | None, Any]] = {}
 
     def cancelled(self, tag: int) -> bool:
-        return P.CTRL.unpack_from(self.ctrl.buf, 0)[0] >= tag
+        return P.CTRL.unpack_from(P.mapped(self.ctrl), 0)[0] >= tag
 
     def closing(self) -> bool:
         """True once the master has begun to shut the pool down."""
-        return P.CTRL.unpack_from(self.ctrl.buf, 0)[0] >= P.CANCEL_ALL
+        return P.CTRL.unpack_from(P.mapped(self.ctrl), 0)[0] >= P.CANCEL_ALL
 
     def sleep(self, seconds: float, tag: int) -> bool:
         """Sleep ``seconds`` unless round ``tag`` is decided first; True if it slept it all."""
