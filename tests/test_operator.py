@@ -280,3 +280,19 @@ def test_decode_fallback_warns_on_the_logger(caplog, rng):
         assert _close(op @ np.ones(10), A @ np.ones(10), 1e-6)
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("sparsecoded")]
     assert any("waited for 3 results instead of k = 2" in m for m in messages), messages
+
+
+def test_deleted_jobs_free_their_shared_memory(A, code, local_pool):
+    import os
+
+    def segments():
+        return {f for f in os.listdir("/dev/shm") if f.startswith("spcd")}
+
+    before = segments()
+    for _ in range(5):
+        op = CodedMatVec(A, code, local_pool)
+        op @ np.ones(120)
+        op.T @ np.ones(300)
+        del op
+    gc.collect()
+    assert segments() <= before
