@@ -188,9 +188,10 @@ def _run_design(args: argparse.Namespace) -> int:
 
 
 def _design_report(args: argparse.Namespace) -> dict:
-    from .design import bounds, certify, design_mm, design_mv
+    from .design import MMCode, MVCode, bounds, certify, design_mm, design_mv
 
     p = args.density
+    code: MVCode | MMCode
     if args.ka is None:
         code = design_mv(
             args.workers,

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.linalg as la
@@ -91,7 +92,9 @@ class _Component:
     rows: np.ndarray  # positions (within W) of the responders that solve them
     coupling: sp.csr_array | None  # E[rows, earlier unknowns], None if no dependency
     kind: str  # "copy" | "scale" | "dense" | "sparse"
-    factor: object  # scalar, lu_factor tuple or SuperLU object
+    # scalar, lu_factor tuple or SuperLU object, told apart by `kind` (SuperLU is
+    # untyped, so no union of the three can be narrowed)
+    factor: Any
 
 
 @dataclass
@@ -138,7 +141,7 @@ class DecodePlan:
         Y2 = Y.reshape(Y.shape[0], -1)
         work = np.result_type(Y2.dtype, np.float64)
         if self.method == "lstsq":
-            return (self.pinv @ Y2.astype(work, copy=False)).reshape((self.k, *tail))
+            return (self._lstsq_inverse() @ Y2.astype(work, copy=False)).reshape((self.k, *tail))
         if self.k <= _DENSE_APPLY:
             return (self.inverse() @ Y2.astype(work, copy=False)).reshape((self.k, *tail))
         return self._substitute(Y2, work).reshape((self.k, *tail))
@@ -160,11 +163,16 @@ class DecodePlan:
                 Z[c.cols] = c.factor.solve(np.asarray(rhs, dtype=np.float64))
         return Z
 
+    def _lstsq_inverse(self) -> np.ndarray:
+        if self.pinv is None:
+            raise RuntimeError("a least-squares DecodePlan was made without its pseudo-inverse")
+        return self.pinv
+
     def inverse(self) -> np.ndarray:
         """The ``k x len(rows)`` matrix ``G`` with ``Z = G @ Y`` (cached)."""
         if self._inverse is None:
             if self.method == "lstsq":
-                self._inverse = self.pinv
+                self._inverse = self._lstsq_inverse()
             else:
                 self._inverse = self._substitute(np.eye(len(self.rows)), np.dtype(np.float64))
         return self._inverse
@@ -201,8 +209,8 @@ class DecodePlan:
             # (say 1e-13 of the row's largest entry) would drop real terms
             # when a row mixes coefficients of very different sizes.
             nz = np.flatnonzero(G[j])
-            mats = [results[i] for i in nz]
-            errs = None if term_errors is None else [term_errors[i] for i in nz]
+            mats = [results[int(i)] for i in nz]
+            errs = None if term_errors is None else [term_errors[int(i)] for i in nz]
             block = kernels.lincomb(
                 mats,
                 G[j, nz],
@@ -218,7 +226,7 @@ class DecodePlan:
 
 def _drop_dense_leftovers(
     C: np.ndarray,
-    mats: Sequence[object],
+    mats: Sequence[Any],  # scipy sparse (untyped) or dense
     coeffs: np.ndarray,
     errs: Sequence | None,
     factor: float,
@@ -334,6 +342,7 @@ class Decoder:
         match = maximum_bipartite_matching(E_R, perm_type="row")  # per unknown: matched responder
         if np.any(match < 0):
             return None  # structurally rank deficient: some unknown is out of reach
+        chosen: np.ndarray | None
         if len(rows) == self.k:
             chosen = np.arange(self.k)
         else:

@@ -90,6 +90,8 @@ def _median_round(op: Any, x: np.ndarray, rounds: int) -> tuple[float, np.ndarra
         t0 = time.perf_counter()
         y = op @ x
         times.append(time.perf_counter() - t0)
+    if y is None:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
     return statistics.median(times), y
 
 
@@ -147,7 +149,10 @@ def run_demo(
                 code = design_mv(n, kk, scheme, seed=seed)
                 switch = _Switch(FixedDelay(workers=slow, seconds=delay))
                 with CodedMatVec(A, code, pool, stragglers=switch) as op:
-                    enc = op.report.encode_seconds
+                    report = op.report
+                    if report is None:  # set by the constructor, once the blocks are placed
+                        raise RuntimeError("CodedMatVec has no report after placing its blocks")
+                    enc = report.encode_seconds
                     steps.done()
                     steps.start(f"{scheme}: rounds")
                     t_clean, y = _median_round(op, x, rounds)
@@ -158,7 +163,7 @@ def run_demo(
                     steps.done()
                 diff = max(np.linalg.norm(y - y_ref), np.linalg.norm(y2 - y_ref))
                 ref = np.linalg.norm(y_ref)
-                err = diff / ref if ref > 0 else diff  # absolute when A @ x is 0
+                err = float(diff / ref if ref > 0 else diff)  # absolute when A @ x is 0
                 # NaN compares False: max(worst, nan) would keep worst and pass
                 worst = err if not np.isfinite(err) else max(worst, err)
                 rows.append((scheme, code.weight, enc, t_clean, t_slow, err))

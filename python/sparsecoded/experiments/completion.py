@@ -144,7 +144,10 @@ def run(
         for scheme in chosen:
             code = design_mv(n, kk, scheme, seed=seed)
             with CodedMatVec(A, code, pool) as op:
-                encode_seconds = op.report.encode_seconds
+                report = op.report
+                if report is None:  # set by the constructor, once the blocks are placed
+                    raise RuntimeError("CodedMatVec has no report after placing its blocks")
+                encode_seconds = report.encode_seconds
                 row_times = None
                 if mode == MODE_SIMULATED:
                     row_times = measure_workers(A, code, x, reps)["row_cpu_times"]

@@ -14,6 +14,7 @@ their capacities, the stragglers throttled to ``--slow-cpu`` of a core
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,7 +71,7 @@ def _baselines(
     sparse_code: MVCode, k: int, chosen: Sequence[str], rng: np.random.Generator
 ) -> dict[str, MVCode]:
     """Dense MDS and uncoded codes on the sparse code's block layout (same owners)."""
-    owner = np.asarray(sparse_code.owner)
+    owner: list[int] = np.asarray(sparse_code.owner).tolist()
     N = sparse_code.n_rows
     codes: dict[str, Any] = {"sparse": sparse_code}
     if "mds" in chosen:
@@ -190,7 +191,10 @@ def run(
     ):
         for scheme, code in codes.items():
             with CodedMatVec(A, code, pool) as op:
-                encode_seconds = op.report.encode_seconds
+                report = op.report
+                if report is None:  # set by the constructor, once the blocks are placed
+                    raise RuntimeError("CodedMatVec has no report after placing its blocks")
+                encode_seconds = report.encode_seconds
                 row_times = None
                 if mode == MODE_SIMULATED:
                     row_times = measure_workers(A, code, x, reps)["row_cpu_times"]
@@ -215,7 +219,7 @@ def run(
                     bar=bar,
                     label=scheme,
                     who="straggler_devices",
-                    annotate=lambda op, code=code: partial_work(op, owner, code.encoding),
+                    annotate=functools.partial(partial_work, owner=owner, encoding=code.encoding),
                 )
             for rows in per_model.values():
                 for row in rows:

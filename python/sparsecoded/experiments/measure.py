@@ -19,6 +19,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,10 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[list[float], list[float]]:
     return cpu, wall
 
 
+def _compute_each(op: str, payloads: Sequence[Any], operand: Any) -> list[Any]:
+    return [compute(op, p, operand) for p in payloads]
+
+
 def _times_summary(
     times: list[float | None], other: list[float | None], nnz: list[int], clock: str, reps: int
 ) -> dict[str, Any]:
@@ -104,7 +109,7 @@ def measure_workers(
     tick: Callable[[], None] | None = None,
     clock: str = "cpu",
 ) -> dict[str, Any]:
-    """Build each worker's coded block(s) and time its product, one worker at a time.
+    """Build each device's coded block(s) and time its products together, one device at a time.
 
     Blocks are built one device at a time and dropped after timing, so even
     dense codes on large inputs need only one coded block in memory.  With
@@ -128,16 +133,14 @@ def measure_workers(
             t0 = time.perf_counter()
             blocks = kernels.encode_row_blocks(A, E[rows])
             encode += time.perf_counter() - t0
-            cpu, wall = timed(lambda bs=blocks: [compute("matvec", b, x) for b in bs], reps)
+            cpu, wall = timed(partial(_compute_each, "matvec", blocks, x), reps)
             times[w] = statistics.median(cpu if clock == "cpu" else wall)
             other[w] = statistics.median(wall if clock == "cpu" else cpu)
             if len(rows) == 1:
                 row_cpu[rows[0]] = statistics.median(cpu)
             else:  # a device of several blocks: each block's own time, for replays
                 for r, b in zip(rows, blocks, strict=True):
-                    row_cpu[r] = statistics.median(
-                        timed(lambda b=b: compute("matvec", b, x), reps)[0]
-                    )
+                    row_cpu[r] = statistics.median(timed(partial(compute, "matvec", b, x), reps)[0])
             nnz[w] = int(sum(b.nnz for b in blocks))
             del blocks
         if tick:
@@ -147,10 +150,33 @@ def measure_workers(
         "weight": int(code.weight),
         "stragglers": int(code.stragglers),
         **_times_summary(times, other, nnz, clock, reps),
+        **_device_summary(times, nnz),
+        "blocks": int(E.shape[1]),
+        "device_rows": [int(v) for v in np.bincount(owner, minlength=n_dev)],
+        "device_weight": [int(v) for v in np.bincount(owner, weights=weights, minlength=n_dev)],
         "row_cpu_times": row_cpu,
         "encode_seconds_sum": encode,
     }
+    if hasattr(code, "device_load"):
+        load = code.device_load(A.nnz / max(1, A.shape[0] * A.shape[1]))
+        out["device_load"] = [float(v) for v in load]
+        out["device_load_max"] = float(np.max(load))
+    out["applicable"] = True
     return out
+
+
+def _slot_index(code: Any, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(first row, device, row -> slot)`` of the distinct slots on one side.
+
+    The slot order is :meth:`MMCode.slots`'s (sorted slot ids), so slot ``j``
+    here is row ``j`` of ``code.slots(side)[0]``.
+    """
+    n_rows = int(code.encoding_a.shape[0])
+    ids = getattr(code, "slot_a" if side == "a" else "slot_b", None)
+    ids = np.arange(n_rows) if ids is None else np.asarray(ids)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    owner = code.row_owner() if hasattr(code, "row_owner") else np.arange(n_rows)
+    return first, np.asarray(owner)[first], inverse.reshape(-1)
 
 
 def measure_workers_mm(
@@ -161,35 +187,124 @@ def measure_workers_mm(
     tick: Callable[[], None] | None = None,
     clock: str = "cpu",
 ) -> dict[str, Any]:
-    """Matrix-matrix version of :func:`measure_workers`: each worker's ``Ã_i @ B̃_i``."""
+    """Matrix-matrix version of :func:`measure_workers`, per *device*.
+
+    Device ``d`` stores its distinct coded A- and B-slots (``code.slots``),
+    each encoded once, and computes every product the code gives it
+    (``code.row_owner() == d``: on a finer partition each of its A-slots times
+    each B-slot); those products are timed together, one device at a time.
+    ``worker_nnz`` are the nonzeros of the device's distinct slots (A and B),
+    ``worker_times`` its compute time; ``device_nnz_a`` / ``_b`` split the
+    former.  Products with an empty factor are skipped (uncoded idle devices).
+    """
     Ea, Eb = sp.csr_array(code.encoding_a), sp.csr_array(code.encoding_b)
+    first_a, dev_a, slot_of_a = _slot_index(code, "a")
+    first_b, dev_b, slot_of_b = _slot_index(code, "b")
     wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
+    owner = code.row_owner() if hasattr(code, "row_owner") else np.arange(Ea.shape[0])
+    owner = np.asarray(owner)
     Bt = sp.csr_array(B.T)
-    n = Ea.shape[0]
+    n = int(code.n_workers)
     times: list[float | None] = [None] * n
     other: list[float | None] = [None] * n
     nnz: list[int] = [0] * n
+    nnz_a: list[int] = [0] * n
+    nnz_b: list[int] = [0] * n
     out_nnz: list[int] = [0] * n
-    for i in range(n):
-        if wa[i] and wb[i]:
-            a = kernels.encode_row_blocks(A, Ea[[i]])[0]
-            b = sp.csr_array(kernels.encode_row_blocks(Bt, Eb[[i]])[0].T)
-            res = compute("matmat", (a, b), None)
-            cpu, wall = timed(lambda p=(a, b): compute("matmat", p, None), reps)
-            times[i] = statistics.median(cpu if clock == "cpu" else wall)
-            other[i] = statistics.median(wall if clock == "cpu" else cpu)
-            nnz[i] = int(a.nnz + b.nnz)
-            out_nnz[i] = int(res.nnz) if sp.issparse(res) else int(np.count_nonzero(res))
+    products: list[int] = [0] * n
+    slots_a: list[int] = [0] * n
+    slots_b: list[int] = [0] * n
+    encode = 0.0
+    for d in range(n):
+        mine_a = np.flatnonzero(dev_a == d)  # this device's slots (global slot numbers)
+        mine_b = np.flatnonzero(dev_b == d)
+        rows = [int(r) for r in np.flatnonzero(owner == d) if wa[r] and wb[r]]
+        slots_a[d], slots_b[d] = int(mine_a.size), int(mine_b.size)
+        if mine_a.size or mine_b.size:
+            t0 = time.perf_counter()
+            ca = (
+                kernels.encode_row_blocks(A, sp.csr_array(Ea[first_a[mine_a]]))
+                if mine_a.size
+                else []
+            )
+            cbt = (
+                kernels.encode_row_blocks(Bt, sp.csr_array(Eb[first_b[mine_b]]))
+                if mine_b.size
+                else []
+            )
+            cb = [sp.csr_array(bt.T) for bt in cbt]
+            encode += time.perf_counter() - t0
+            nnz_a[d] = int(sum(b.nnz for b in ca))
+            nnz_b[d] = int(sum(b.nnz for b in cb))
+            nnz[d] = nnz_a[d] + nnz_b[d]
+            where_a = {int(g): i for i, g in enumerate(mine_a)}
+            where_b = {int(g): i for i, g in enumerate(mine_b)}
+            pairs = [(ca[where_a[slot_of_a[r]]], cb[where_b[slot_of_b[r]]]) for r in rows]
+            if pairs:
+                res = _compute_each("matmat", pairs, None)
+                out_nnz[d] = int(
+                    sum(x.nnz if sp.issparse(x) else int(np.count_nonzero(x)) for x in res)
+                )
+                del res
+                cpu, wall = timed(partial(_compute_each, "matmat", pairs, None), reps)
+                times[d] = statistics.median(cpu if clock == "cpu" else wall)
+                other[d] = statistics.median(wall if clock == "cpu" else cpu)
+                products[d] = len(pairs)
+            del ca, cb, cbt, pairs
         if tick:
             tick()
+    load_a, load_b = _mm_device_load(code, A, B)
     return {
         "scheme": getattr(code, "scheme", "custom"),
+        "applicable": True,
         "weight": int(code.weight_a) * int(code.weight_b),
         "weight_a": int(code.weight_a),
         "weight_b": int(code.weight_b),
         "stragglers": int(code.stragglers),
+        "blocks": [int(Ea.shape[1]), int(Eb.shape[1])],
         **_times_summary(times, other, nnz, clock, reps),
+        **_device_summary(times, nnz),
+        "device_nnz_a": nnz_a,
+        "device_nnz_b": nnz_b,
+        "device_weight_a": _device_weight(Ea, first_a, dev_a, n),
+        "device_weight_b": _device_weight(Eb, first_b, dev_b, n),
+        "device_products": products,
+        "device_slots_a": slots_a,
+        "device_slots_b": slots_b,
+        "device_load_a": load_a,
+        "device_load_b": load_b,
+        "device_load_max": max(x + y for x, y in zip(load_a, load_b, strict=True)),
         "worker_output_nnz": out_nnz,
+        "encode_seconds_sum": encode,
+    }
+
+
+def _device_weight(E: sp.csr_array, first: np.ndarray, dev: np.ndarray, n: int) -> list[int]:
+    """Total weight of each device's distinct slots (sub-blocks mixed, summed)."""
+    w = np.diff(E.indptr)[first]
+    return [int(v) for v in np.bincount(dev, weights=w, minlength=n)]
+
+
+def _mm_device_load(code: Any, A: sp.csr_array, B: sp.csr_array) -> tuple[list[float], list[float]]:
+    """``code.device_load`` at A's and B's densities (fractions of nnz(A), nnz(B))."""
+    if not hasattr(code, "device_load"):
+        return [], []
+    pa = A.nnz / max(1, A.shape[0] * A.shape[1])
+    pb = B.nnz / max(1, B.shape[0] * B.shape[1])
+    x, y = code.device_load(pa, pb)
+    return [float(v) for v in x], [float(v) for v in y]
+
+
+def _device_summary(times: list[float | None], nnz: list[int]) -> dict[str, Any]:
+    """Per-device medians and maxima: nonzeros over every device, time over those with work."""
+    active = [t for t in times if t is not None]
+    return {
+        "devices": len(times),
+        "device_nnz": list(nnz),
+        "device_nnz_median": statistics.median(nnz),
+        "device_nnz_max": max(nnz),
+        "device_time_median": statistics.median(active),
+        "device_time_max": max(active),
     }
 
 
@@ -325,7 +440,7 @@ def straggler_order(n: int, k: int, seed: int) -> list[int]:
 
 def replay_cpu(
     row_times: Sequence[float | None],
-    owner: Sequence[int],
+    owner: Sequence[int] | np.ndarray,
     model: StragglerModel | None,
     decoder: Decoder,
     n_rounds: int,
@@ -391,7 +506,7 @@ def straggler_sweep(
     warmup: int,
     timeout: float,
     row_times: Sequence[float | None] | None,
-    owner: Sequence[int],
+    owner: Sequence[int] | np.ndarray,
     decoder: Decoder | None,
     bar: Any,
     label: str,

@@ -65,7 +65,10 @@ def _decode_errors(
             ) as op:
                 y = op @ x
                 errs.append(float(np.linalg.norm(y - y_ref) / np.linalg.norm(y_ref)))
-                conds.append(float(op.report.condition))
+                report = op.report
+                if report is None:  # set by the constructor, once the blocks are placed
+                    raise RuntimeError("CodedMatVec has no report after placing its blocks")
+                conds.append(float(report.condition))
     return errs, conds
 
 

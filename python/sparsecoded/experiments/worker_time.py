@@ -91,7 +91,7 @@ def run(
     ns, ks = inputs.ints(workers), inputs.ints(k)
     if bool(ka) != bool(kb):
         raise ValueError("matrix-matrix needs both --ka and --kb")
-    if ka:
+    if ka and kb:  # both or neither, checked above
         ks = [ka * kb]
     chosen = inputs.schemes(schemes, DEFAULT_SCHEMES)
     points = sweep_points(densities, ns, ks)
@@ -108,13 +108,15 @@ def run(
             for scheme in chosen:
                 bar.set_postfix_str(f"n={n} k={kk} {scheme}")
                 tick = lambda: bar.update(1)  # noqa: E731
-                if ka:
-                    code = design_mm(n, ka, kb, scheme, seed=seed)
+                if ka and kb:
+                    mm_code = design_mm(n, ka, kb, scheme, seed=seed)
                     B = inputs.mm_partner(inp.A, bool(matrix), seed)
-                    res[scheme] = measure_workers_mm(inp.A, B, code, reps, tick=tick, clock=clock)
+                    res[scheme] = measure_workers_mm(
+                        inp.A, B, mm_code, reps, tick=tick, clock=clock
+                    )
                 else:
-                    code = design_mv(n, kk, scheme, seed=seed)
-                    res[scheme] = measure_workers(inp.A, code, x, reps, tick=tick, clock=clock)
+                    mv_code = design_mv(n, kk, scheme, seed=seed)
+                    res[scheme] = measure_workers(inp.A, mv_code, x, reps, tick=tick, clock=clock)
             if "uncoded" in res:
                 base_t, base_z = res["uncoded"]["worker_time_median"], res["uncoded"]["nnz_median"]
                 for r in res.values():
