@@ -185,8 +185,7 @@ class _Job(PlacedJob):
         """
         for i in range(len(self.payloads)) if w is None else [w]:
             futs = list(self.futures[i] or [])
-            held = self.actors[i]
-            if held is not None:
+            if (held := self.actors[i]) is not None:
                 holder, actor = held
                 futs.append(holder)
                 inner = getattr(actor, "_future", None)
