@@ -76,3 +76,50 @@ def test_design_random_layout(capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["weight"] == r["lower_bound"] == 6
     assert r["certificate"]["straggler_optimal"] is True
+
+
+def test_design_fine_mv_reports_load_against_its_bound(capsys):
+    assert main(["design", "--workers", "18", "--k", "15", "--scheme", "fine"]) == 0
+    out = capsys.readouterr().out
+    assert "partition           A in 45 sub-blocks" in out
+    assert "load per device     max 0.2222" in out
+    assert "load lower bound    0.2222  (fine_mv_load" in out
+    assert "applies to the coarse partition only" in out
+    assert "\n  lower bound " not in out
+
+
+def test_design_fine_mm_json_reports_load(capsys):
+    from sparsecoded.design import bounds
+
+    assert main(["design", "--workers", "10", "--ka", "2", "--kb", "3", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["partition"] == "fine"
+    assert r["lower_bound_applies"] is False
+    assert r["blocks"] != [2, 3]
+    assert r["products_per_device"] > 1
+    largest, mean = bounds.mm_load_bounds(10, 2, 3)
+    assert r["load_bound"] == {"largest": largest, "mean": mean, "bound": "mm_load_bounds"}
+    load = r["device_load"]
+    assert load["max"] >= largest - 1e-12
+    assert load["mean"] >= mean - 1e-12
+    assert load["max"] == pytest.approx(load["a_max"] + load["b_max"], abs=0.5)
+    assert len(r["nnz_ratio_vs_dense"]) == 2  # the old fields are still there
+    assert r["certificate"]["straggler_optimal"] is True
+
+
+def test_design_fine_mm_text_shows_load(capsys):
+    assert main(["design", "--workers", "10", "--ka", "2", "--kb", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "load per device     max" in out
+    assert "(mm_load_bounds)" in out
+    assert "products" in out
+
+
+def test_design_coarse_mm_keeps_the_weight_comparison(capsys):
+    argv = ["design", "--workers", "12", "--ka", "3", "--kb", "3", "--scheme", "coarse", "--json"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["partition"] == "coarse"
+    assert r["lower_bound_applies"] is True
+    assert r["weight"] == r["lower_bound"]
+    assert r["device_load"]["max"] >= r["load_bound"]["largest"] - 1e-12

@@ -406,3 +406,140 @@ def test_cpu_replay_runs_on_the_virtual_clock_and_the_decoders_rule():
     assert replay(FixedDelay([1], 5.0))["cpu_replay_round_seconds"] == [3.0]  # rows 0 and 2
     assert replay(Crash([1, 2]))["cpu_replay_round_seconds"] == [None]  # row 0 alone: never
     assert replay(Crash([1, 2]))["cpu_replay_completion_seconds_median"] is None
+
+
+def _hand_slot_nnz(M, E, devices, n):
+    """Nonzeros per device of ``sum_j E[s, j] M_j`` over its slots, from scipy row slices."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    blocks = E.shape[1]
+    b = -(-M.shape[0] // blocks)
+    parts = [sp.csr_array(M[j * b : (j + 1) * b]) for j in range(blocks)]
+    out = np.zeros(n, dtype=np.int64)
+    dense = E.toarray()
+    for s, d in enumerate(devices):
+        acc = None
+        for j in np.flatnonzero(dense[s]):
+            term = parts[j] * dense[s, j]
+            term.resize((b, M.shape[1]))
+            acc = term if acc is None else acc + term
+        if acc is not None:
+            acc = sp.csr_array(acc)
+            acc.eliminate_zeros()
+            out[d] += acc.nnz
+    return out
+
+
+def test_mm_device_nonzeros_are_the_distinct_slots_hand_count():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from sparsecoded.design import design_mm
+    from sparsecoded.experiments.measure import measure_workers_mm
+
+    rng = np.random.default_rng(3)
+    A = sp.csr_array(sp.random_array((90, 40), density=0.1, rng=rng))
+    B = sp.csr_array(sp.random_array((40, 36), density=0.1, rng=rng))
+    code = design_mm(6, 2, 2, "fine", seed=0, trials=1)
+    assert code.owner is not None
+    assert code.n_rows > code.n_workers
+    ea, oa = code.slots("a")
+    eb, ob = code.slots("b")
+    # a device's A- (B-) slots are counted once however many products use them
+    want_a = _hand_slot_nnz(A, ea, oa, 6)
+    want_b = _hand_slot_nnz(sp.csr_array(B.T), eb, ob, 6)
+    r = measure_workers_mm(A, B, code, reps=1)
+    assert r["device_nnz_a"] == want_a.tolist()
+    assert r["device_nnz_b"] == want_b.tolist()
+    assert r["device_nnz"] == r["worker_nnz"] == (want_a + want_b).tolist()
+    assert r["device_products"] == np.bincount(code.row_owner(), minlength=6).tolist()
+    assert r["device_slots_a"] == np.bincount(oa, minlength=6).tolist()
+    assert len(r["worker_times"]) == r["devices"] == 6  # per device, not per product row
+    assert all(t is not None and t > 0 for t in r["device_time_grouped"])
+    assert r["device_nnz_max"] == max(r["device_nnz"])
+    x, y = code.device_load(0.1, 0.1)
+    assert r["device_load_a"] == pytest.approx(x.tolist())
+    assert r["device_load_b"] == pytest.approx(y.tolist())
+
+
+def test_worker_time_mm_per_device_fields_and_not_applicable(tmp_path):
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--size",
+        "400",
+        "300",
+        "--b-columns",
+        "240",
+        "--workers",
+        "6",
+        "--ka",
+        "2",
+        "--kb",
+        "2",
+        "--schemes",
+        "coarse,sparse,unified,beta-level,mds,uncoded",
+    )
+    sch = rec["schemes"]
+    assert rec["input_b"]["shape"] == [300, 240]
+    assert rec["ours_fine"] == "sparse"
+    for name in ("coarse", "sparse", "unified", "mds", "uncoded"):
+        r = sch[name]
+        assert r["applicable"] is True
+        assert r["scheme"] == name
+        assert r["devices"] == len(r["device_nnz"]) == len(r["worker_times"]) == 6
+        assert r["device_nnz_max"] >= r["device_nnz_median"] > 0
+        assert r["device_time_max"] >= r["device_time_median"] > 0
+        assert len(r["device_load_a"]) == len(r["device_load_b"]) == 6
+        assert r["device_load_max"] > 0
+    assert sch["sparse"]["blocks"] != [2, 2]
+    assert sch["coarse"]["blocks"] == [2, 2]
+    assert max(sch["sparse"]["device_products"]) > 1 == max(sch["coarse"]["device_products"])
+    assert sch["beta-level"] == {
+        "scheme": "beta-level",
+        "applicable": False,
+        "reason": "beta-level needs k_a k_b to divide n, got n = 6, k_a k_b = 4",
+        "workers": 6,
+        "k": 4,
+        "mode": "simulated",
+    }
+    ratio = rec["device_ratios"]["mds/sparse"]
+    assert ratio["nnz_max"] == pytest.approx(
+        sch["mds"]["device_nnz_max"] / sch["sparse"]["device_nnz_max"]
+    )
+    assert {"nnz_median", "nnz_max", "time_median", "time_max", "time_grouped_max"} <= set(ratio)
+    assert "beta-level/sparse" not in rec["device_ratios"]
+
+
+def test_worker_time_mv_fine_and_the_authors_schemes(tmp_path):
+    rec = _run(
+        tmp_path,
+        "worker-time",
+        "--workers",
+        "7,8",
+        "--k",
+        "4",
+        "--schemes",
+        "coarse,fine,lcm-optimal,beta-level,mds,uncoded",
+    )
+    seven, eight = rec["sweep"]
+    assert (seven["workers"], eight["workers"]) == (7, 8)
+    assert seven["ours_fine"] == "fine"
+    assert not seven["schemes"]["beta-level"]["applicable"]  # 4 does not divide 7
+    assert "k to divide n" in seven["schemes"]["beta-level"]["reason"]
+    assert eight["schemes"]["beta-level"]["applicable"]  # 4 divides 8
+    fine, coarse = seven["schemes"]["fine"], seven["schemes"]["coarse"]
+    assert fine["blocks"] > 4 == coarse["blocks"]
+    assert max(fine["device_rows"]) > 1
+    assert len(fine["device_nnz"]) == 7
+    assert fine["device_load_max"] > 0
+    # the fine design stores less per device than the coarse one (docs/theory.md section 11)
+    assert fine["device_load_max"] < coarse["device_load_max"]
+    assert "lcm-optimal/fine" in seven["device_ratios"]
+
+
+def test_worker_time_rejects_schemes_of_the_other_operation(capsys):
+    argv = ["experiment", "worker-time", *SMALL, "--schemes", "unified", "--no-progress"]
+    assert main(argv) == 2
+    assert "unified unknown here" in capsys.readouterr().err

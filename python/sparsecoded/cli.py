@@ -13,6 +13,7 @@ errors (bad flags or parameter values), 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -150,7 +151,9 @@ def _add_design(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scheme",
         default="sparse",
-        help="sparse (default), uncoded, replication, mds, polynomial, orthopoly, rkrp (MM)",
+        help="sparse (default), uncoded, replication, mds, polynomial, orthopoly, rkrp (MM); "
+        "coarse, fine (our design on the coarse / a finer partition), the seed authors' "
+        "lcm-optimal (MV), unified (MM), beta-level",
     )
     p.add_argument(
         "--density",
@@ -233,6 +236,11 @@ def _design_report(args: argparse.Namespace) -> dict:
                 _mean_density(code.encoding_b, p) / bounds.coded_density(p, code.k_b),
             ],
         }
+    load = _load_report(code, p)
+    report.update(load)
+    if load["partition"] == "fine":
+        # the weight of one stored block against the coarse bound says nothing here
+        report["nnz_ratio_vs_dense"] = load["device_load"]["nnz_ratio_vs_dense"]
     cert = certify(code, seed=args.seed)
     report["density"] = p
     report["certificate"] = {
@@ -246,6 +254,80 @@ def _design_report(args: argparse.Namespace) -> dict:
         cert.worst_condition if cert.worst_condition < float("inf") else None
     )
     return report
+
+
+def _load_report(code, p: float) -> dict:
+    """Per-device storage: ``device_load()`` against its lower bound (docs/theory.md 11-12).
+
+    A code is *fine* when a device stores several coded sub-blocks (rows of
+    an MV code, slots of an MM code); then the per-block ``weight`` and the
+    coarse ``lower_bound`` no longer compare, and the load does.  Loads are
+    fractions of nnz(A) (MV) or of nnz(A) + nnz(B) with equal nonzeros (MM),
+    in the limit p -> 0 (what the bounds count) and at the density p.
+    """
+    import numpy as np
+
+    from .design import MMCode, bounds
+
+    def stats(v) -> dict:
+        return {"max": float(np.max(v)), "mean": float(np.mean(v))}
+
+    if isinstance(code, MMCode):
+        ea, oa = code.slots("a")
+        eb, ob = code.slots("b")
+        per_a = np.bincount(oa, minlength=code.n_workers)
+        per_b = np.bincount(ob, minlength=code.n_workers)
+        fine = code.owner is not None
+        x0, y0 = code.device_load(0.0)
+        xp, yp = code.device_load(p)
+        dense = (
+            bounds.coded_density(p, code.k_a) / (p * code.k_a),
+            bounds.coded_density(p, code.k_b) / (p * code.k_b),
+        )
+        largest, mean = bounds.mm_load_bounds(code.n_workers, code.k_a, code.k_b, code.stragglers)
+        load = {
+            **stats(x0 + y0),
+            "a_max": float(x0.max()),
+            "b_max": float(y0.max()),
+            "at_density": {**stats(xp + yp), "a_max": float(xp.max()), "b_max": float(yp.max())},
+            "nnz_ratio_vs_dense": [float(xp.mean() / dense[0]), float(yp.mean() / dense[1])],
+        }
+        return {
+            "partition": "fine" if fine else "coarse",
+            "blocks": [code.blocks_a, code.blocks_b],
+            "slots_per_device": [int(per_a.max()), int(per_b.max())],
+            "products_per_device": int(np.bincount(code.row_owner()).max()),
+            "lower_bound_applies": not fine,
+            "device_load": load,
+            "load_bound": {"largest": largest, "mean": mean, "bound": "mm_load_bounds"},
+        }
+    owner = np.asarray(code.owner)
+    rows = np.bincount(owner, minlength=code.n_workers)
+    fine = bool(code.blocks != code.k or rows.max() > 1)
+    l0, lp = code.device_load(0.0), code.device_load(p)
+    dense = bounds.coded_density(p, code.k) / (p * code.k)
+    out = {
+        "partition": "fine" if fine else "coarse",
+        "blocks": code.blocks,
+        "slots_per_device": int(rows.max()),
+        "lower_bound_applies": not fine,
+        "device_weight_max": int(code.device_weights().max()),
+        "device_load": {
+            **stats(l0),
+            "at_density": stats(lp),
+            "nnz_ratio_vs_dense": float(lp.mean() / dense),
+        },
+        "load_bound": {
+            "largest": bounds.fine_mv_load(code.n_workers, code.k, code.stragglers),
+            "bound": "fine_mv_load",
+        },
+    }
+    if code.capacities is None or code.blocks % code.k == 0:
+        with contextlib.suppress(ValueError):
+            out["weight_bound"] = bounds.fine_mv_weight(
+                code.n_workers, code.k, code.blocks, code.stragglers
+            )
+    return out
 
 
 def _mean_density(encoding, p: float) -> float:
@@ -280,9 +362,16 @@ def _format_design(r: dict) -> str:
     lines = [
         f"{r['kind'].upper()} code '{r['scheme']}': n = {r['workers']}, {shape}, "
         f"tolerates {r['stragglers']} stragglers",
-        f"  weight              {pair(r['weight'])}"
-        + ("  (fallback: minimal pair not verified)" if r.get("fallback") else ""),
-        f"  lower bound         {pair(r['lower_bound'])}",
+    ]
+    if r.get("partition") == "fine":
+        lines += _format_fine(r)
+    else:
+        lines += [
+            f"  weight              {pair(r['weight'])}"
+            + ("  (fallback: minimal pair not verified)" if r.get("fallback") else ""),
+            f"  lower bound         {pair(r['lower_bound'])}",
+        ]
+    lines += [
         f"  dense weight        {pair(r['dense_weight'])}",
         f"  nnz vs dense codes  {ratio_s}  (blocks of density {r['density']:g})",
         f"  certificate         {verdict} ({cert['method']}, "
@@ -292,6 +381,42 @@ def _format_design(r: dict) -> str:
         lines.append(f"  witness             workers {cert['witness']} cannot decode")
     lines.append(f"  worst condition     {cond}")
     return "\n".join(lines)
+
+
+def _format_fine(r: dict) -> list[str]:
+    """The lines of a code with several coded sub-blocks per device: its load, not its weight."""
+    load, bound = r["device_load"], r["load_bound"]
+    if r["kind"] == "mm":
+        part = (
+            f"A in {r['blocks'][0]}, B in {r['blocks'][1]} sub-blocks; per device "
+            f"{r['slots_per_device'][0]} A-slot(s) x {r['slots_per_device'][1]} B-slot(s), "
+            f"{r['products_per_device']} products"
+        )
+        weight = " x ".join(str(v) for v in r["weight"])
+        unit = "of nnz(A) + nnz(B), equal nonzeros"
+        split = f" (A {load['a_max']:.4f}, B {load['b_max']:.4f})"
+        bound_s = f"largest {bound['largest']:.4f}, mean {bound['mean']:.4f}  (mm_load_bounds)"
+    else:
+        part = f"A in {r['blocks']} sub-blocks; up to {r['slots_per_device']} rows per device"
+        weight = f"{r['weight']} (per row); per device {r['device_weight_max']}" + (
+            f", bound {r['weight_bound']}" if "weight_bound" in r else ""
+        )
+        unit = "of nnz(A)"
+        split = ""
+        bound_s = f"{bound['largest']:.4f}  (fine_mv_load: (s + 1) / n)"
+    at = load["at_density"]
+    return [
+        f"  partition           {part}",
+        f"  slot weight         {weight}  (the coarse bound {_pair(r['lower_bound'])} "
+        "applies to the coarse partition only)",
+        f"  load per device     max {load['max']:.4f}{split}, mean {load['mean']:.4f} {unit} "
+        f"(p -> 0); max {at['max']:.4f} at density {r['density']:g}",
+        f"  load lower bound    {bound_s}",
+    ]
+
+
+def _pair(v) -> str:
+    return " x ".join(str(x) for x in v) if isinstance(v, list) else str(v)
 
 
 def build_parser() -> argparse.ArgumentParser:
