@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "check_mm_params",
@@ -29,8 +30,9 @@ __all__ = [
 ]
 
 
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | _np_integer()):
+def _check_int(name: str, value: Any) -> int:
+    ok = not isinstance(value, bool) and isinstance(value, int | _np_integer())
+    if not ok:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     return int(value)
 
@@ -306,7 +308,7 @@ def validate_capacities(capacities: Sequence[int], k: int) -> tuple[int, ...]:
     k = _check_int("k", k)
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    caps = list(capacities)
+    caps: list[Any] = list(capacities)  # checked one by one below
     if not caps:
         raise ValueError("capacities must name at least 1 device, got an empty sequence")
     out = []

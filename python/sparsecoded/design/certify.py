@@ -55,6 +55,13 @@ from .responders import (
 __all__ = ["Certificate", "certify"]
 
 
+def _violated(blocks: np.ndarray | None) -> np.ndarray:
+    """The blocks a failed flow test names (it always names some)."""
+    if blocks is None:
+        raise RuntimeError("the flow test failed without naming a violating set of blocks")
+    return blocks
+
+
 @dataclass(frozen=True)
 class Certificate:
     """Outcome of :func:`certify`.
@@ -176,7 +183,7 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
             # generic coefficients
             ok, blocks = hall_surplus_test(e, s)
             if not ok:
-                witness = flow_witness(e, blocks, s)
+                witness = flow_witness(e, _violated(blocks), s)
             elif not generic:
                 proven = False
         return Certificate(
@@ -184,7 +191,7 @@ def _certify_mv(code, max_subsets, samples, seed) -> Certificate:
         )
     ok, blocks = hall_surplus_test(e, s)
     if not ok:
-        return Certificate(False, "flow", math.inf, 0, flow_witness(e, blocks, s), s)
+        return Certificate(False, "flow", math.inf, 0, flow_witness(e, _violated(blocks), s), s)
     rng = np.random.default_rng(seed)
     count = int(min(samples, max(8, 4.0e9 / exhaustive_cost(k))))
     adv = adversarial_sets(e, s, rng, max(1, count // 2))
@@ -237,7 +244,9 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
         pattern = sp.csr_array(rows != 0, dtype=np.float64)
         ok, cells = hall_surplus_test(pattern, s)
         if not ok:
-            return Certificate(False, "flow", math.inf, 0, flow_witness(pattern, cells, s), s)
+            return Certificate(
+                False, "flow", math.inf, 0, flow_witness(pattern, _violated(cells), s), s
+            )
         rng = np.random.default_rng(seed)
         subs = np.concatenate(
             [_mm_adversarial(code, s, rng), sample_subsets(n, big_k, samples, rng)]
@@ -305,7 +314,7 @@ def _certify_classes(dense, owner, split, n, s, max_subsets, samples, seed) -> C
         ok, bad_cols = hall_surplus_test(pattern, s)
         if not ok:
             return Certificate(
-                False, "flow", math.inf, count, flow_witness(pattern, bad_cols, s), s
+                False, "flow", math.inf, count, flow_witness(pattern, _violated(bad_cols), s), s
             )
         # the stored coefficients on sampled device sets (tall systems when r > c)
         subs = sample_subsets(n, r, max(8, samples // max(1, len(split))), rng)

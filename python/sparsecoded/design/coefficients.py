@@ -9,6 +9,8 @@ condition number.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +18,8 @@ import scipy.sparse as sp
 from .responders import hall_surplus_test
 
 __all__ = ["cyclic_support", "random_support"]
+
+T = TypeVar("T")
 
 
 def cyclic_support(n_rows: int, k: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -109,14 +113,16 @@ def gaussian_on(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], rng)
     return e
 
 
-def best_of(draw, trials: int, score) -> tuple[object, float]:
+def best_of(draw: Callable[[], T], trials: int, score: Callable[[T], float]) -> tuple[T, float]:
+    """The best of ``trials`` draws by ``score`` (lower is better); one draw is not scored."""
     if trials == 1:  # nothing to compare: skip the condition numbers
         return draw(), math.nan
-    best, best_score = None, math.inf
-    for _ in range(trials):
+    best, best_score = draw(), math.inf
+    best_score = score(best)
+    for _ in range(trials - 1):
         cand = draw()
         sc = score(cand)
-        if best is None or sc < best_score:
+        if sc < best_score:
             best, best_score = cand, sc
     return best, best_score
 

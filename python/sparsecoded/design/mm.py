@@ -323,7 +323,10 @@ def _mm_score(a: np.ndarray, b: np.ndarray, budget: float = 2.0e9) -> float:
 
 
 def _best_pair(draw, trials: int) -> tuple[np.ndarray, np.ndarray]:
-    best, _ = best_of(draw, trials, lambda ab: _mm_score(*ab, budget=cond_budget(trials)))
+    def score(ab: tuple[np.ndarray, np.ndarray]) -> float:
+        return _mm_score(ab[0], ab[1], budget=cond_budget(trials))
+
+    best, _ = best_of(draw, trials, score)
     return best
 
 

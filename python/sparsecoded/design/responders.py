@@ -171,7 +171,8 @@ def _combinations(n: int, r: int, chunk: int = 8192) -> Iterator[np.ndarray]:
 
 def exhaustive(dense: np.ndarray, r: int, keep: int = 1000) -> tuple[float, int, list, int]:
     """All r-row subsets: worst condition, count, first ``keep`` singular ones, and how many."""
-    worst, count, singular, n_singular = 0.0, 0, [], 0
+    worst, count, n_singular = 0.0, 0, 0
+    singular: list[tuple[int, ...]] = []
     for subs in _combinations(dense.shape[0], r):
         c = conditions(dense, subs)
         count += subs.shape[0]
