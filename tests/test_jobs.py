@@ -296,3 +296,20 @@ def test_lincomb_checks_coefficients_in_the_working_precision():
     with pytest.raises(ValueError, match=r"coeffs must be finite, found 1e\+300 .*float32"):
         lincomb([M, M], [1e300, -1e300])
     assert np.isfinite(lincomb([M.astype(np.float64)] * 2, [1e300, -1e300]).toarray()).all()
+
+
+def test_finer_partition_mm_groups_each_device_products_into_one(rng):
+    # design_mm(24, 4, 5): each device holds 1 A-slot and 12 B-slots (288 products); the
+    # job multiplies them as one product per device and cuts its columns into the rows
+    code = design_mm(24, 4, 5, seed=0)
+    assert code.n_rows > code.n_workers
+    A = sp.random_array((400, 300), density=0.03, format="csr", rng=rng)
+    B = sp.random_array((300, 360), density=0.03, format="csr", rng=rng)
+    ref = sp.csr_array(A @ B)
+    with InlinePool(24) as pool:
+        job = CodedMatMat(A, B, code, pool, stragglers=Crash([0, 5, 11, 23]))
+        got = sp.csr_array(job.compute())
+        assert job._n_slots == 24
+        assert job._n_rows_placed == code.n_rows
+    assert abs(got - ref).max() <= 1e-10 * abs(ref).max()
+    assert got.nnz <= 1.05 * ref.nnz

@@ -541,13 +541,37 @@ class CodedMatMat(_CodedJob):
         self._set_precision(np.dtype(working), applied)
         self.block_shape = (blocks_a[0].shape[0], blocks_b[0].shape[1])
         wa, wb = np.diff(Ea.indptr), np.diff(Eb.indptr)
-        payloads = {r: (blocks_a[r], blocks_b[r]) for r in range(n_rows) if wa[r] > 0 and wb[r] > 0}
+        live = [r for r in range(n_rows) if wa[r] > 0 and wb[r] > 0]
         # what each worker's product may carry in rounding, for the decode's
         # drop of cancellation leftovers (decode.DECODE_DROP_ROUNDING)
         rows_err = [_row_error_scale(P) for P in coded_a]
         cols_err = [_col_error_scale(Q) for Q in coded_b]
-        self._term_errors = {r: (rows_err[slot_a[r]], cols_err[slot_b[r]]) for r in payloads}
+        self._term_errors = {r: (rows_err[slot_a[r]], cols_err[slot_b[r]]) for r in live}
+        # the rows of one device that share an A-slot are one product with their
+        # B-slots side by side: one pass over the A-slot instead of one per row
+        # (a finer-partition device at n = 24, 4 x 5 multiplies 1 A-slot by 12 B-slots)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for r in live:
+            groups.setdefault((int(owner[r]), int(slot_a[r])), []).append(r)
+        payloads: list[tuple[tuple[int, ...], Any]] = []
+        for (_, a), rows in sorted(groups.items()):
+            if len(rows) == 1:
+                payloads.append(((rows[0],), (coded_a[a], coded_b[slot_b[rows[0]]])))
+            else:
+                wide = sp.csr_array(sp.hstack([coded_b[slot_b[r]] for r in rows], format="csr"))
+                payloads.append((tuple(rows), (coded_a[a], wide)))
         self._place(payloads, encode_seconds)
+
+    def _split(self, rows: tuple[int, ...], result: Any) -> list[Any]:
+        """A grouped product ``A_slot @ [B_1 | B_2 | ...]`` cut into its rows' products."""
+        width = self.block_shape[1]
+        if sp.issparse(result):
+            wide = sp.csc_array(result)  # column slices of CSC are cheap
+            return [sp.csr_array(wide[:, i * width : (i + 1) * width]) for i in range(len(rows))]
+        dense = np.asarray(result)
+        return [
+            np.ascontiguousarray(dense[:, i * width : (i + 1) * width]) for i in range(len(rows))
+        ]
 
     def compute(self, *, timeout: float | None = None) -> sp.csr_array | np.ndarray:
         """Run one round and return ``A @ B``."""

@@ -20,7 +20,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,7 +175,8 @@ class _CodedJob:
         self._job = f"{self.op}-{uuid.uuid4().hex[:12]}"
         self._round = 0
         self._owner = owner
-        self._slot_row: dict[SlotKey, int] = {}
+        # the encoding rows each pool slot answers for (one, or several that share a factor)
+        self._slot_rows: dict[SlotKey, tuple[int, ...]] = {}
         self._devices_with_work: list[int] = []
         self.report: JobReport | None = None
         self.history: deque[JobReport] = deque(maxlen=int(history))
@@ -199,14 +200,27 @@ class _CodedJob:
             limit = default_max_condition(self.dtype)
         self._decoder = Decoder(applied, max_condition=limit)
 
-    def _place(self, row_payloads: dict[int, Any], encode_seconds: float) -> None:
+    def _place(
+        self,
+        payloads: dict[int, Any] | list[tuple[tuple[int, ...], Any]],
+        encode_seconds: float,
+    ) -> None:
+        """Place one payload per encoding row (a dict row -> payload), or payloads that
+        each answer for several rows of one device (a list of (rows, payload); the job's
+        :meth:`_split` cuts such a result into the rows' results)."""
+        groups = (
+            [((r,), payloads[r]) for r in sorted(payloads)]
+            if isinstance(payloads, dict)
+            else list(payloads)
+        )
         per_worker: list[list[Any]] = [[] for _ in range(self.pool.n_workers)]
-        for r in sorted(row_payloads):
-            w = int(self._owner[r])
-            self._slot_row[(w, len(per_worker[w]))] = r
-            per_worker[w].append(row_payloads[r])
+        for rows, payload in groups:
+            w = int(self._owner[rows[0]])
+            self._slot_rows[(w, len(per_worker[w]))] = tuple(int(r) for r in rows)
+            per_worker[w].append(payload)
         self._devices_with_work = [w for w, p in enumerate(per_worker) if p]
         self._n_slots = sum(len(p) for p in per_worker)
+        self._n_rows_placed = sum(len(rows) for rows, _ in groups)
         t0 = time.perf_counter()
         self.pool.place(self._job, per_worker)
         # a job that is garbage-collected without close() frees its blocks
@@ -219,10 +233,20 @@ class _CodedJob:
         )
         self.report = self._base_report
 
+    def _rows(self, keys: Iterable[SlotKey]) -> list[int]:
+        return [r for key in keys for r in self._slot_rows[key]]
+
+    def _split(self, rows: tuple[int, ...], result: Any) -> list[Any]:
+        """The results of ``rows`` from one slot's result (jobs that group rows override)."""
+        if len(rows) != 1:
+            raise RuntimeError(f"{type(self).__name__} placed grouped rows but cannot split them")
+        return [result]
+
     def _enough(self, results: Mapping[SlotKey, Any]) -> bool:
-        if len(results) < self.k:
+        rows = self._rows(results)
+        if len(rows) < self.k:
             return False
-        return self._decoder.enough([self._slot_row[key] for key in results], self._n_slots)
+        return self._decoder.enough(rows, self._n_rows_placed)
 
     def _best_of_what_arrived(self, exc: NotEnoughWorkers) -> RoundResult | None:
         """The round's results when no more can come and they do decode.
@@ -233,9 +257,12 @@ class _CodedJob:
         result is in.  ``report.condition`` then says how good it is.
         """
         rr = exc.partial
-        if rr is None or len(rr.results) < self.k:
+        if rr is None:
             return None
-        plan = self._decoder.plan([self._slot_row[key] for key in rr.results])
+        rows = self._rows(rr.results)
+        if len(rows) < self.k:
+            return None
+        plan = self._decoder.plan(rows)
         return rr if plan is not None else None
 
     def _run_round(
@@ -278,7 +305,12 @@ class _CodedJob:
                 self.direction,
                 round_index,
             )
-        by_row = {self._slot_row[key]: rr.results[key] for key in rr.order}
+        by_row: dict[int, Any] = {}
+        for key in rr.order:
+            rows = self._slot_rows[key]
+            result = rr.results[key]
+            parts = [result] if len(rows) == 1 else self._split(rows, result)
+            by_row.update(zip(rows, parts, strict=True))
         plan = self._decoder.plan(list(by_row))
         if plan is None:  # enough() and the fallback only accept decodable sets
             raise RuntimeError(f"{self.direction} round {round_index}: no decoding plan")
@@ -291,7 +323,7 @@ class _CodedJob:
                 plan.condition,
                 plan.method,
             )
-        elif len(rr.order) > self.k and len(self._devices_with_work) == self._n_slots:
+        elif len(by_row) > self.k and len(self._devices_with_work) == self._n_slots:
             log.warning(
                 "%s round %d waited for %d results instead of k = %d (the first k gave no "
                 "system within max_condition); decoded by %s, condition %.3g",
