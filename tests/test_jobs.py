@@ -313,3 +313,8 @@ def test_finer_partition_mm_groups_each_device_products_into_one(rng):
         assert job._n_rows_placed == code.n_rows
     assert abs(got - ref).max() <= 1e-10 * abs(ref).max()
     assert got.nnz <= 1.05 * ref.nnz
+    with InlinePool(24) as pool:  # every product on its own: partial work counts
+        job = CodedMatMat(A, B, code, pool, group=False)
+        got = sp.csr_array(job.compute())
+        assert job._n_slots == code.n_rows
+    assert abs(got - ref).max() <= 1e-10 * abs(ref).max()

@@ -466,6 +466,14 @@ class CodedMatMat(_CodedJob):
     nonzero).  Entries that are zero to within the decode's rounding bound
     (cancellation leftovers of the coded products) are dropped, so the result
     stores about as many entries as scipy's product.
+
+    On a finer partition (several slots per device) the products of one
+    device that share an A-slot run as one product, ``A_slot @ [B_1 | B_2
+    | ...]``, which walks the A-slot once instead of once per B-slot (at
+    n = 24, 4 x 5: 37 ms a device instead of 101 ms); its result then
+    counts when the whole group is done.  ``group=False`` sends every
+    product on its own, so a slow device's finished products count
+    separately (partial work), at that cost.
     """
 
     op = "matmat"
@@ -482,6 +490,7 @@ class CodedMatMat(_CodedJob):
         timeout: float | None = None,
         history: int = DEFAULT_HISTORY,
         on_round: Callable[[JobReport], None] | None = None,
+        group: bool = True,
     ):
         A = _as_matrix(A, "A")
         B = _as_matrix(B, "B")
@@ -552,9 +561,11 @@ class CodedMatMat(_CodedJob):
         # (a finer-partition device at n = 24, 4 x 5 multiplies 1 A-slot by 12 B-slots)
         groups: dict[tuple[int, int], list[int]] = {}
         for r in live:
-            groups.setdefault((int(owner[r]), int(slot_a[r])), []).append(r)
+            key = (int(owner[r]), int(slot_a[r]) if group else -1 - r)
+            groups.setdefault(key, []).append(r)
         payloads: list[tuple[tuple[int, ...], Any]] = []
-        for (_, a), rows in sorted(groups.items()):
+        for _, rows in sorted(groups.items()):
+            a = slot_a[rows[0]]
             if len(rows) == 1:
                 payloads.append(((rows[0],), (coded_a[a], coded_b[slot_b[rows[0]]])))
             else:
