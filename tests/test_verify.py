@@ -202,3 +202,21 @@ def test_exact_rank_tells_singular_from_ill_conditioned(rng):
     sing = rng.standard_normal((40, 40))
     sing[7] = sing[3]
     assert not exact_full_rank(sing)
+
+
+def test_mm_exact_check_uses_the_exact_products_not_the_rounded_ones():
+    # rows 0, 1, 2 share b: a_i kron b (i = 0, 1, 2) span only 2 dimensions, so any 4
+    # responders containing all three are singular for the exact products of the stored
+    # floats; the rounded float products break that dependency and looked full rank
+    from sparsecoded import MMCode
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        a = rng.standard_normal((5, 2))
+        b = rng.standard_normal((5, 2))
+        b[1] = b[0]
+        b[2] = b[0]
+        cert = certify(MMCode.from_matrices(a, b))
+        assert not cert.straggler_optimal, cert
+        assert cert.witness is not None
+        assert {0, 1, 2} <= set(cert.witness)

@@ -45,10 +45,12 @@ from .responders import (
     exactly_singular,
     exhaustive,
     exhaustive_cost,
+    float_residues,
     flow_witness,
     hall_surplus_test,
     hetero_scan,
     mm_adversarial_sets,
+    mm_product_residues,
     sample_subsets,
 )
 
@@ -234,8 +236,10 @@ def _certify_hetero(code, max_subsets, samples, seed) -> Certificate:
 
 def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
     rows = code.product_rows()
+    # the exact system: rows are products of two floats, rounded in ``rows``
+    exact = mm_product_residues(code.encoding_a.toarray(), code.encoding_b.toarray())
     if code.owner is not None:
-        return _certify_mm_devices(code, rows, max_subsets, samples, seed)
+        return _certify_mm_devices(code, rows, exact, max_subsets, samples, seed)
     n, big_k = rows.shape
     s = n - big_k
     if math.comb(n, big_k) > max_subsets and code.generic:
@@ -253,13 +257,15 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
         )
         conds = conditions(rows, subs)
         bad = np.flatnonzero(~np.isfinite(conds))
-        witness, _ = exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
+        witness, _ = exactly_singular(
+            rows, [tuple(int(i) for i in subs[b]) for b in bad], residues=exact
+        )
         return Certificate(
             witness is None, "flow", float(conds.max()), subs.shape[0], witness, s, int(bad.size)
         )
     if math.comb(n, big_k) <= max_subsets:
         worst, count, singular, n_sing = exhaustive(rows, big_k)
-        witness, unchecked = exactly_singular(rows, singular)
+        witness, unchecked = exactly_singular(rows, singular, residues=exact)
         unchecked += n_sing - len(singular)
         ok = witness is None and not unchecked
         proven = witness is not None or not unchecked
@@ -269,7 +275,9 @@ def _certify_mm(code, max_subsets, samples, seed) -> Certificate:
     subs = np.concatenate([adv, sample_subsets(n, big_k, samples, rng)])
     conds = conditions(rows, subs)
     bad = np.flatnonzero(~np.isfinite(conds))
-    witness, unchecked = exactly_singular(rows, [tuple(int(i) for i in subs[b]) for b in bad])
+    witness, unchecked = exactly_singular(
+        rows, [tuple(int(i) for i in subs[b]) for b in bad], residues=exact
+    )
     ok = witness is None and not unchecked
     worst = float(conds.max())
     return Certificate(
@@ -288,7 +296,9 @@ def _mm_adversarial(code, s: int, rng: np.random.Generator, variants: int = 3) -
 # codes with several rows per device, by classes (docs/theory.md Theorem 11.3)
 
 
-def _certify_classes(dense, owner, split, n, s, max_subsets, samples, seed) -> Certificate:
+def _certify_classes(
+    dense, owner, split, n, s, max_subsets, samples, seed, exact=None
+) -> Certificate:
     """Every class must decode from any n - s devices; each is a one-row-per-device code.
 
     Per class: the ``(n, c)`` matrix with a zero row for devices that hold
@@ -299,15 +309,28 @@ def _certify_classes(dense, owner, split, n, s, max_subsets, samples, seed) -> C
     worst, count, n_sing, all_exhaustive = 0.0, 0, 0, True
     rng = np.random.default_rng(seed)
     r = n - s
+    exact_all = float_residues(dense) if exact is None else exact
     for rows, cols in split:
         sub = np.zeros((n, cols.size))
         sub[owner[rows]] = dense[np.ix_(rows, cols)]
+        sub_exact = np.zeros((n, cols.size), dtype=np.int64)
+        sub_exact[owner[rows]] = exact_all[np.ix_(rows, cols)]
         if r == cols.size and math.comb(n, r) <= max_subsets:
             w, c, singular, ns = exhaustive(sub, r)
-            witness, _ = exactly_singular(sub, singular)
+            witness, left = exactly_singular(sub, singular, residues=sub_exact)
             count, n_sing, worst = count + c, n_sing + ns, max(worst, w)
             if witness is not None:
                 return Certificate(False, "exhaustive", math.inf, count, witness, s, n_sing)
+            if left + ns - len(singular):
+                # more float-singular sets than the exact checks cover: the flow
+                # test decides, as for any generic code (Theorems 4.2 and 5.1)
+                pattern = sp.csr_array(sub != 0, dtype=np.float64)
+                ok, bad_cols = hall_surplus_test(pattern, s)
+                if not ok:
+                    cols_bad = _violated(bad_cols)
+                    return Certificate(
+                        False, "flow", math.inf, count, flow_witness(pattern, cols_bad, s), s
+                    )
             continue
         all_exhaustive = False
         pattern = sp.csr_array(sub != 0, dtype=np.float64)
@@ -320,19 +343,26 @@ def _certify_classes(dense, owner, split, n, s, max_subsets, samples, seed) -> C
         subs = sample_subsets(n, r, max(8, samples // max(1, len(split))), rng)
         conds = conditions(sub, subs)
         worst = max(worst, float(conds.max()))
-        n_sing += int((~np.isfinite(conds)).sum())
+        bad = np.flatnonzero(~np.isfinite(conds))
+        n_sing += int(bad.size)
         count += subs.shape[0]
+        if bad.size and r == cols.size:  # square systems: a singular one is a counterexample
+            witness, _ = exactly_singular(
+                sub, [tuple(int(i) for i in subs[b]) for b in bad], residues=sub_exact
+            )
+            if witness is not None:
+                return Certificate(False, "flow", math.inf, count, witness, s, n_sing)
     method = "exhaustive" if all_exhaustive else "flow"
     return Certificate(True, method, worst, count, None, s, n_sing)
 
 
-def _certify_mm_devices(code, rows, max_subsets, samples, seed) -> Certificate:
+def _certify_mm_devices(code, rows, exact, max_subsets, samples, seed) -> Certificate:
     """MM codes with several products per device: by classes, else by device subsets."""
     owner, n, s = code.row_owner(), code.n_workers, code.stragglers
     if code.generic:
         split = classes_of(rows, owner, n)
         if split is not None:
-            return _certify_classes(rows, owner, split, n, s, max_subsets, samples, seed)
+            return _certify_classes(rows, owner, split, n, s, max_subsets, samples, seed, exact)
     e = sp.csr_array(rows)
     if math.comb(n, s) <= max_subsets:
         worst, count, witness, method = hetero_scan(e, owner, n, s, max_subsets, seed)

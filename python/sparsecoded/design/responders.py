@@ -35,6 +35,7 @@ __all__ = [
     "hetero_decodable_supports",
     "hetero_scan",
     "mm_adversarial_sets",
+    "mm_product_residues",
     "sample_subsets",
     "worst_condition_hetero",
     "worst_condition_mv",
@@ -79,6 +80,15 @@ def exact_full_rank(m: np.ndarray, prime: int = _PRIME) -> bool:
     >>> exact_full_rank(np.ones((3, 3)))
     False
     """
+    return residue_full_rank(float_residues(m, prime), prime)
+
+
+def float_residues(m: np.ndarray, prime: int = _PRIME) -> np.ndarray:
+    """Each float ``mantissa * 2**e`` as ``mantissa * 2**e mod p`` (int64, in [0, p)).
+
+    A ring homomorphism from the dyadic rationals: sums and products of the
+    stored floats, computed exactly, map to sums and products of residues.
+    """
     frac, expo = np.frexp(np.asarray(m, dtype=np.float64))
     mant = (frac * 2.0**53).astype(np.int64)  # exact: |frac| < 1
     expo = expo.astype(np.int64) - 53
@@ -86,7 +96,25 @@ def exact_full_rank(m: np.ndarray, prime: int = _PRIME) -> bool:
     for e in np.unique(expo):
         sel = expo == e
         res[sel] = res[sel] * pow(2, int(e), prime) % prime
-    a = res % prime
+    return res % prime
+
+
+def mm_product_residues(a: np.ndarray, b: np.ndarray, prime: int = _PRIME) -> np.ndarray:
+    """Residues of the EXACT rows ``a_r kron b_r`` of an MM code.
+
+    ``product_rows()`` holds the rounded float products ``fl(a_rs b_rt)``;
+    rounding can make an exactly singular responder set look merely
+    ill-conditioned, so exact checks of MM codes multiply the residues of the
+    two factors instead (each below 2**31: the product fits in int64).
+    """
+    ra, rb = float_residues(a, prime), float_residues(b, prime)
+    n = ra.shape[0]
+    return ((ra[:, :, None] * rb[:, None, :]) % prime).reshape(n, -1)
+
+
+def residue_full_rank(res: np.ndarray, prime: int = _PRIME) -> bool:
+    """Whether a square matrix of residues mod ``prime`` is invertible mod ``prime``."""
+    a = np.array(res, dtype=np.int64) % prime
     n = a.shape[0]
     for col in range(n):
         nz = np.flatnonzero(a[col:, col])
@@ -191,13 +219,23 @@ EXACT_CHECKS_GIVEN = 50_000
 
 
 def exactly_singular(
-    dense: np.ndarray, subsets: list, cap: int | None = None
+    dense: np.ndarray,
+    subsets: list,
+    cap: int | None = None,
+    *,
+    residues: np.ndarray | None = None,
 ) -> tuple[tuple[int, ...] | None, int]:
-    """First subset singular in exact arithmetic, and how many were left unchecked."""
+    """First subset singular in exact arithmetic, and how many were left unchecked.
+
+    ``residues``: the system's exact residues (:func:`mm_product_residues` for
+    MM codes, whose float rows are rounded products); default: those of
+    ``dense`` itself.
+    """
     if cap is None:
         cap = EXACT_CHECKS_SMALL if dense.shape[1] <= 64 else EXACT_CHECKS_LARGE
+    exact = float_residues(dense) if residues is None else residues
     for sub in subsets[:cap]:
-        if not exact_full_rank(dense[list(sub)]):
+        if not residue_full_rank(exact[list(sub)]):
             return tuple(sub), 0
     return None, max(0, len(subsets) - cap)
 
