@@ -111,7 +111,7 @@ def test_design_fine_mm_text_shows_load(capsys):
     assert main(["design", "--workers", "10", "--ka", "2", "--kb", "3"]) == 0
     out = capsys.readouterr().out
     assert "load per device     max" in out
-    assert "(mm_load_bounds)" in out
+    assert "(mm_load_bounds, linear model p -> 0" in out
     assert "products" in out
 
 

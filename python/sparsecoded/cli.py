@@ -395,7 +395,10 @@ def _format_fine(r: dict) -> list[str]:
         weight = " x ".join(str(v) for v in r["weight"])
         unit = "of nnz(A) + nnz(B), equal nonzeros"
         split = f" (A {load['a_max']:.4f}, B {load['b_max']:.4f})"
-        bound_s = f"largest {bound['largest']:.4f}, mean {bound['mean']:.4f}  (mm_load_bounds)"
+        bound_s = (
+            f"largest {bound['largest']:.4f}, mean {bound['mean']:.4f}  (mm_load_bounds, "
+            "linear model p -> 0; at a density p a slot holds a little less)"
+        )
     else:
         part = f"A in {r['blocks']} sub-blocks; up to {r['slots_per_device']} rows per device"
         weight = f"{r['weight']} (per row); per device {r['device_weight_max']}" + (
@@ -403,7 +406,7 @@ def _format_fine(r: dict) -> list[str]:
         )
         unit = "of nnz(A)"
         split = ""
-        bound_s = f"{bound['largest']:.4f}  (fine_mv_load: (s + 1) / n)"
+        bound_s = f"{bound['largest']:.4f}  (fine_mv_load: (s + 1) / n, linear model p -> 0)"
     at = load["at_density"]
     return [
         f"  partition           {part}",

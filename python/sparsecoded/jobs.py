@@ -267,6 +267,7 @@ class CodedMatVec(_Rounds):
         self._transpose_code = code if transpose_code is None else transpose_code
         self._backward: _RowJob | None = None
         self._guard = threading.Lock()
+        self._closing = False  # set first by close(): no new round thread, no transpose job
         self._pool_executor: ThreadPoolExecutor | None = None
         super().__init__(self._forward.dtype, A.shape)
 
@@ -279,7 +280,7 @@ class CodedMatVec(_Rounds):
         """The job on ``A.T``, placed on the first transpose call and kept."""
         with self._guard:
             if self._backward is None:
-                if self._forward._closed:
+                if self._closing or self._forward._closed:
                     raise ValueError("this coded job is closed")
                 At = sp.csr_array(self._A.T)
                 self._backward = _RowJob(
@@ -295,7 +296,7 @@ class CodedMatVec(_Rounds):
     def _executor(self) -> ThreadPoolExecutor:
         with self._guard:
             if self._pool_executor is None:
-                if self._forward._closed:
+                if self._closing or self._forward._closed:
                     raise ValueError("this coded job is closed")
                 self._pool_executor = ThreadPoolExecutor(1, thread_name_prefix="sparsecoded-round")
             return self._pool_executor
@@ -361,6 +362,7 @@ class CodedMatVec(_Rounds):
     def close(self) -> None:
         """Free the blocks this job placed (both directions); the pool stays open."""
         with self._guard:
+            self._closing = True
             executor, self._pool_executor = self._pool_executor, None
         if executor is not None:
             executor.shutdown(wait=True)  # rounds in flight finish first

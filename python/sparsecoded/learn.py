@@ -263,8 +263,9 @@ def transition_matrix(adjacency: Any) -> tuple[sp.csr_array, np.ndarray]:
     G = sp.csr_array(adjacency, dtype=np.float64)
     if G.shape[0] != G.shape[1]:
         raise ValueError(f"adjacency must be square, got shape {G.shape}")
-    G.data[:] = 1.0
     G.sum_duplicates()
+    G.eliminate_zeros()  # a stored zero (or cancelling duplicates) is no edge
+    G.data[:] = 1.0
     out = np.asarray(G.sum(axis=1)).ravel()
     dangling = out == 0
     inv = np.divide(1.0, out, out=np.zeros_like(out), where=~dangling)

@@ -116,9 +116,14 @@ def _check_pool(pool: Pool, n_devices: int) -> None:
         )
 
 
-# one lock per pool: a pool runs one round at a time, whichever job and thread asks
+# One lock per pool: a pool runs one round, place or drop at a time, whichever job and thread
+# asks (LocalPool, for one, swaps its shared result areas when a job is dropped: a drop in the
+# middle of another job's round would leave that round reading an empty area).
 _POOL_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_POOL_LOCKS_GUARD = threading.Lock()
+# drops asked for by finalizers while the pool was busy: done by the next holder of its lock
+_PENDING_DROPS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+# reentrant: a finalizer may run (garbage collection) on a thread that is inside this guard
+_POOL_LOCKS_GUARD = threading.RLock()
 
 
 def _pool_lock(pool: Pool) -> threading.Lock:
@@ -141,6 +146,40 @@ def _drop_quietly(pool: Pool, job: str) -> None:
         pool.drop(job)
     except Exception:  # noqa: BLE001 - the pool may already be closed
         pass
+
+
+def _drop_pending(pool: Pool) -> None:
+    """The drops finalizers left for this pool; the caller holds the pool's lock."""
+    with _POOL_LOCKS_GUARD:
+        try:
+            jobs = _PENDING_DROPS.pop(pool, [])
+        except TypeError:
+            jobs = []
+    for job in jobs:
+        _drop_quietly(pool, job)
+
+
+def _drop_when_free(pool: Pool, job: str) -> None:
+    """The finalizer of a job that was garbage-collected without close().
+
+    It may run on any thread at any moment, also inside a round on this very
+    pool (a collection triggered there): so it never waits for the pool's
+    lock.  When the pool is busy the drop is left to the next round, place or
+    close on it.
+    """
+    lock = _pool_lock(pool)
+    if lock.acquire(blocking=False):
+        try:
+            _drop_quietly(pool, job)
+            _drop_pending(pool)
+        finally:
+            lock.release()
+        return
+    with _POOL_LOCKS_GUARD:
+        try:
+            _PENDING_DROPS.setdefault(pool, []).append(job)
+        except TypeError:  # not weakly referenceable: nothing to defer to, drop it late
+            pass
 
 
 class _CodedJob:
@@ -222,9 +261,11 @@ class _CodedJob:
         self._n_slots = sum(len(p) for p in per_worker)
         self._n_rows_placed = sum(len(rows) for rows, _ in groups)
         t0 = time.perf_counter()
-        self.pool.place(self._job, per_worker)
+        with _pool_lock(self.pool):
+            _drop_pending(self.pool)
+            self.pool.place(self._job, per_worker)
         # a job that is garbage-collected without close() frees its blocks
-        self._finalizer = weakref.finalize(self, _drop_quietly, self.pool, self._job)
+        self._finalizer = weakref.finalize(self, _drop_when_free, self.pool, self._job)
         self._finalizer.atexit = False
         self._base_report = JobReport(
             encode_seconds=encode_seconds,
@@ -232,6 +273,10 @@ class _CodedJob:
             direction=self.direction,
         )
         self.report = self._base_report
+
+    def _tolerance(self) -> str:
+        s = getattr(self.code, "stragglers", None)
+        return "no straggler" if s == 0 else f"{s} stragglers" if s else "an unknown number"
 
     def _rows(self, keys: Iterable[SlotKey]) -> list[int]:
         return [r for key in keys for r in self._slot_rows[key]]
@@ -278,23 +323,28 @@ class _CodedJob:
         made_before = self._decoder.misses
         try:
             with _pool_lock(self.pool):
-                rr = self.pool.run(
-                    self._job,
-                    self.op,
-                    operand,
-                    enough=self._enough,
-                    actions=actions,
-                    timeout=self.timeout if timeout is None else timeout,
-                )
+                _drop_pending(self.pool)
+                try:
+                    rr = self.pool.run(
+                        self._job,
+                        self.op,
+                        operand,
+                        enough=self._enough,
+                        actions=actions,
+                        timeout=self.timeout if timeout is None else timeout,
+                    )
+                finally:
+                    _drop_pending(self.pool)  # left by finalizers during the round
         except NotEnoughWorkers as exc:
             rr_best = self._best_of_what_arrived(exc)
             if rr_best is None:
                 error = RoundTimeout if isinstance(exc, TimeoutError) else NotEnoughWorkers
                 raise error(
                     f"{self.public_name} {self.direction} round {round_index} failed: decoding "
-                    f"needs results covering all k = {self.k} blocks (any {self.k} of the "
-                    f"{len(self._devices_with_work)} workers for a straggler-optimal code); "
-                    f"dead workers {exc.dead}, answered {exc.answered}. Pool said: {exc}",
+                    f"needs results covering all k = {self.k} blocks, from the "
+                    f"{self._n_rows_placed} coded blocks on {len(self._devices_with_work)} "
+                    f"workers (the code tolerates {self._tolerance()}); dead workers "
+                    f"{exc.dead}, answered {exc.answered}. Pool said: {exc}",
                     dead=exc.dead,
                     answered=exc.answered,
                 ) from exc
@@ -374,7 +424,9 @@ class _CodedJob:
                 self._closed = True
                 if self._finalizer is not None:
                     self._finalizer.detach()
-                _drop_quietly(self.pool, self._job)
+                with _pool_lock(self.pool):  # never in the middle of another job's round
+                    _drop_pending(self.pool)
+                    _drop_quietly(self.pool, self._job)
 
     def __enter__(self):
         return self
@@ -414,9 +466,11 @@ class _RowJob(_CodedJob):
         m = M.shape[0]
         if k > m:
             side = "row" if name == "A" else "column"
+            hint = "" if name == "A" else "; pass CodedMatVec(..., transpose_code=) a code with"
+            hint += f" k <= {m} for A.T" if name != "A" else ""
             raise ValueError(
                 f"the code splits A into k = {k} {side} blocks, but A has only {m} {side}s: "
-                f"expected k <= {m}"
+                f"expected k <= {m}{hint}"
             )
         owner = _owner(code, n_rows)
         _check_pool(pool, int(getattr(code, "n_workers", owner.max() + 1)))

@@ -99,6 +99,13 @@ def _pairs(a_slots: list[list[np.ndarray]], b_slots: list[list[np.ndarray]]):
 def unified_mm(n: int, ka: int, kb: int, rng: np.random.Generator):
     """(ea, eb, owner, slot_a, slot_b, s) of the unified MM scheme."""
     s = n - ka * kb
+    if s == 1 and kb > 1:
+        # the B weight kb // (1 + kb / s) + 1 is then 1: B uncoded, and the code does not
+        # tolerate the one straggler it would claim (found by exact rank over device sets)
+        raise ValueError(
+            f"the unified scheme as published needs n - k_a k_b >= 2 or k_b = 1, "
+            f"got n = {n}, k_a = {ka}, k_b = {kb} (s = 1)"
+        )
     delta_a = math.lcm(n, ka)
     ell = delta_a // ka
     lu = delta_a * kb // n

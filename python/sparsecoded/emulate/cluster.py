@@ -247,10 +247,11 @@ class EdgeCluster:
             return
         self._closed = True
         main = threading.current_thread() is threading.main_thread()
-        old_int = None
-        if main:  # a second Ctrl-C must not leave half a cluster behind
+        old_int = old_term = None
+        if main:  # a second Ctrl-C or SIGTERM must not leave half a cluster behind
             with contextlib.suppress(ValueError):
                 old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                old_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             with closing_quietly():
                 for p in reversed(self._pools):
@@ -273,8 +274,10 @@ class EdgeCluster:
                 with contextlib.suppress(ValueError, TypeError):
                     if old_int is not None:
                         signal.signal(signal.SIGINT, old_int)
-                    if self._old_sigterm is not None:
-                        signal.signal(signal.SIGTERM, self._old_sigterm)
+                    # ours (installed at start) gives way to what was there before it
+                    restore = self._old_sigterm if self._old_sigterm is not None else old_term
+                    if restore is not None:
+                        signal.signal(signal.SIGTERM, restore)
 
     def detach(self) -> None:
         """Leave the cluster running after this process (``sparsecoded emulate down`` ends it)."""

@@ -113,6 +113,9 @@ def run(
     **_: Any,
 ) -> dict[str, Any]:
     chosen = inputs.schemes(schemes, DEFAULT_SCHEMES, ("sparse", "uncoded", "replication", "mds"))
+    for flag, value in (("--delay-factor", delay_factor), ("--delay", delay)):
+        if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
+            raise ValueError(f"{flag} must be a finite number >= 0, got {value!r}")
     n = int(workers)
     if not 1 <= k <= n:
         raise ValueError(f"--k must be in 1..n = {n}, got {k}")
