@@ -91,3 +91,10 @@ def test_bad_arguments(features):
         logistic_regression(features, y, iterations=0)
     with pytest.raises(ValueError, match="damping must be in"):
         pagerank(sp.eye_array(3, format="csr"), damping=1.0)
+
+
+def test_transition_matrix_ignores_stored_zeros():
+    G = sp.coo_array(([1.0, 0.0, 2.0, -2.0], ([0, 0, 0, 0], [1, 2, 2, 2])), shape=(3, 3))
+    M, dangling = transition_matrix(G)
+    assert M.toarray()[:, 0].tolist() == [0.0, 1.0, 0.0]  # only 0 -> 1 is an edge
+    assert dangling.tolist() == [False, True, True]

@@ -296,3 +296,30 @@ def test_deleted_jobs_free_their_shared_memory(A, code, local_pool):
         del op
     gc.collect()
     assert segments() <= before
+
+
+def test_closing_another_job_during_a_round_leaves_that_round_exact(A, code, rng, local_pool):
+    # a drop swaps LocalPool's shared result areas: it must wait for the round in flight
+    x = rng.standard_normal(120)
+    slow = FixedDelay(list(range(N)), seconds=0.4)
+    with CodedMatVec(A, code, local_pool) as other:
+        other @ rng.standard_normal((120, 64))  # grow the result areas
+        op = CodedMatVec(A, code, local_pool, stragglers=slow)
+        future = op.submit(x)
+        time.sleep(0.1)
+    y = future.result(timeout=30)  # `other` was closed while this round ran
+    assert _close(y, A @ x)
+    op.close()
+
+
+def test_a_finalizer_during_a_round_is_deferred(A, code, rng, local_pool):
+    x = rng.standard_normal(120)
+    slow = FixedDelay(list(range(N)), seconds=0.4)
+    other = CodedMatVec(A, code, local_pool)
+    other @ rng.standard_normal((120, 64))
+    with CodedMatVec(A, code, local_pool, stragglers=slow) as op:
+        future = op.submit(x)
+        time.sleep(0.1)
+        del other
+        gc.collect()  # the finalizer runs now, while the round is in flight
+        assert _close(future.result(timeout=30), A @ x)
