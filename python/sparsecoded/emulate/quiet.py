@@ -58,12 +58,14 @@ def closing_quietly() -> Iterator[None]:
     flt = _DropClosedComms()
     names = (
         "distributed.scheduler",
+        "distributed.batched",
         "distributed.core",
         "distributed.nanny",
         "distributed.worker",
         "distributed.comm",
         "distributed.client",
         "distributed.deploy.ssh",
+        "distributed.deploy.spec",
         "asyncio",
     )
     loggers = [logging.getLogger(n) for n in names]
