@@ -193,12 +193,18 @@ class EdgeCluster:
         assert self._state is not None
         assert self._groups is not None
         ns, veth = self.netns(i), f"{self.tag}v{i + 1}"
+        group = self._cgroup_name(i)
+        # names are recorded before they are made, so that teardown removes them: a name
+        # that already exists is someone else's, and must never be recorded (nor removed)
+        if Path("/run/netns", ns).exists() or self._groups.path(group).exists():
+            raise EmulationError(
+                f"network namespace {ns} or cpu cgroup {group} already exists: not ours"
+            )
         self._state.add("netns", ns)
         network.add_netns(ns)
         self._state.add("veths", veth)
         rate = None if self.link_mbit is None else self.link_mbit[i]
         network.add_host_link(ns, veth, bridge, addr, rate)
-        group = self._cgroup_name(i)
         self._state.add("cgroups", group)
         self._groups.create(group)
         self._groups.set(group, self.cpu[i])
