@@ -97,7 +97,12 @@ def test_quota_period_keeps_short_tasks_throttled():
 
 @needs_edge
 @pytest.mark.slow
+def _semaphores() -> set[str]:
+    return {f for f in os.listdir("/dev/shm") if f.startswith("sem.")}
+
+
 def test_hosts_sshd_cgroups_pool_and_close(rng):
+    sems = _semaphores()
     with EdgeCluster(2, cpu=[1.0, 0.2]) as edge:
         tag, subnet = edge.tag, edge._state.data["subnet"]
         assert len(edge.hosts) == 2
@@ -143,6 +148,7 @@ def test_hosts_sshd_cgroups_pool_and_close(rng):
         if quota[1].exists():
             assert int(quota[1].read_text()) == 10_000
     _assert_clean(tag, subnet)
+    assert _semaphores() <= sems, "the workers' semaphores outlived the cluster"
 
 
 @needs_edge

@@ -93,10 +93,17 @@ def teardown(state: State, quiet: bool = True) -> list[str]:
     groups = None
     with contextlib.suppress(EmulationError):
         groups = CpuGroups()
-    for ns in d.get("netns", []):
-        for pid in network.netns_pids(ns):
+    inside = {pid for ns in d.get("netns", []) for pid in network.netns_pids(ns)}
+    if groups is not None:
+        for name in d.get("cgroups", []):
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                inside.update(groups.pids(name))
+    # the workers' POSIX semaphores (/dev/shm/sem.mp-*, multiprocessing's) outlive a killed
+    # process: note what the cluster's processes map, and unlink what is left at the end
+    shm = _shm_files(inside)
+    for pid in inside:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
     for name in d.get("cgroups", []):
         if groups is not None:
             try:
@@ -105,6 +112,9 @@ def teardown(state: State, quiet: bool = True) -> list[str]:
                 problems.append(f"cgroup {name}: {exc}")
     for entry in d.get("sshd", []):
         _stop_sshd(entry)
+    for path in shm:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     # 2. network: namespaces (their veth ends go with them), veths, the bridge
     problems += network.remove_netns(d.get("netns", []))
     problems += network.remove_links([*d.get("veths", []), *d.get("bridges", [])])
@@ -114,6 +124,21 @@ def teardown(state: State, quiet: bool = True) -> list[str]:
     elif not quiet:
         print("sparsecoded emulate: could not remove " + "; ".join(problems), file=sys.stderr)
     return problems
+
+
+def _shm_files(pids: set[int]) -> set[str]:
+    """The /dev/shm files the processes ``pids`` have mapped (semaphores, shared memory)."""
+    files: set[str] = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                for line in maps:
+                    parts = line.split(None, 5)
+                    if len(parts) == 6 and parts[5].startswith("/dev/shm/"):
+                        files.add(parts[5].strip().removesuffix(" (deleted)"))
+        except OSError:
+            continue
+    return files
 
 
 def list_clusters() -> list[dict[str, Any]]:
