@@ -167,19 +167,7 @@ def design_mv(
             e, owner, s = authors.lcm_optimal_mv(n, k, rng)
         else:
             e, owner, s = authors.beta_level_mv(n, k, k if beta is None else int(beta), rng)
-        e = as_encoding(e, "encoding")
-        caps = tuple(int(c) for c in np.bincount(owner, minlength=n))
-        return MVCode(
-            n_workers=n,
-            k=k,
-            stragglers=int(s),
-            weight=int(row_weights(e).max()),
-            encoding=e,
-            owner=owner,
-            capacities=caps,
-            scheme=scheme,
-            generic=scheme == "lcm-optimal",
-        )
+        return _multi_row_code(n, k, s, e, owner, scheme=scheme, generic=scheme == "lcm-optimal")
     if scheme == "sparse":
         w = bounds.mv_weight(n, k)
         rows, cols = sparse_support(n, k, w, layout, rng)
@@ -228,6 +216,23 @@ def design_mv(
     )
 
 
+def _multi_row_code(n, k, s, e, owner, *, scheme: str, generic: bool) -> MVCode:
+    """An MVCode whose devices own several rows: capacities follow from ``owner``."""
+    e = as_encoding(e, "encoding")
+    owner = np.asarray(owner)
+    return MVCode(
+        n_workers=n,
+        k=k,
+        stragglers=int(s),
+        weight=int(row_weights(e).max()),
+        encoding=e,
+        owner=owner,
+        capacities=tuple(int(c) for c in np.bincount(owner, minlength=n)),
+        scheme=scheme,
+        generic=generic,
+    )
+
+
 def _fine_mv(n, k, s, blocks, rng, trials) -> MVCode | None:
     """The sparse design on a finer partition (docs/theory.md section 11.3), or None."""
     if blocks == "auto":
@@ -269,19 +274,7 @@ def _fine_mv(n, k, s, blocks, rng, trials) -> MVCode | None:
             return worst
 
         (e, owner), _ = best_of(draw, trials, score)
-        e = as_encoding(e, "encoding")
-        caps = tuple(int(c) for c in np.bincount(owner, minlength=n))
-        return MVCode(
-            n_workers=n,
-            k=k,
-            stragglers=int(s),
-            weight=int(row_weights(e).max()),
-            encoding=e,
-            owner=owner,
-            capacities=caps,
-            scheme="sparse",
-            generic=True,
-        )
+        return _multi_row_code(n, k, s, e, owner, scheme="sparse", generic=True)
     return None
 
 
@@ -339,15 +332,4 @@ def _design_hetero(n_workers, k, capacities, stragglers, seed, trials) -> MVCode
         trials,
         lambda m: worst_condition_hetero(m, owner, n, s),
     )
-    e = as_encoding(e, "encoding")
-    return MVCode(
-        n_workers=n,
-        k=k,
-        stragglers=s,
-        weight=int(row_weights(e).max()),
-        encoding=e,
-        owner=owner,
-        capacities=caps,
-        scheme="sparse",
-        generic=True,
-    )
+    return _multi_row_code(n, k, s, e, owner, scheme="sparse", generic=True)
