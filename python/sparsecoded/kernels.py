@@ -566,18 +566,20 @@ def lincomb(
             raise ValueError(
                 f"mats[{t}] has shape {tuple(np.shape(M))}, expected mats[0].shape = {shape}"
             )
-    # finite in the precision the kernel works in: 1e300 is finite in float64
-    # but inf once cast to float32 (encode_row_blocks checks the same way)
-    work = value_dtype(
+    sparse_at = [t for t, M in enumerate(mats) if sp.issparse(M)]
+    dense_at = [t for t, M in enumerate(mats) if not sp.issparse(M)]
+    for t in dense_at:
+        value_dtype(np.asarray(mats[t]).dtype, name=f"mats[{t}]")
+    # the precision the kernel works in; coefficients must be finite in it: 1e300
+    # is finite in float64 but inf once cast to float32 (encode_row_blocks checks alike)
+    V = value_dtype(
         *(np.asarray(M).dtype if not sp.issparse(M) else M.dtype for M in mats), name="mats"
     )
     with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(c.astype(work))
+        finite = np.isfinite(c.astype(V))
     if not np.all(finite):
         t = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"coeffs must be finite, found {c[t]} at coeffs[{t}] (as {work})")
-    sparse_at = [t for t, M in enumerate(mats) if sp.issparse(M)]
-    dense_at = [t for t, M in enumerate(mats) if not sp.issparse(M)]
+        raise ValueError(f"coeffs must be finite, found {c[t]} at coeffs[{t}] (as {V})")
     if not dense_at:
         errors = None
         if term_errors is not None:
@@ -586,9 +588,6 @@ def lincomb(
     # a dense operand makes the result dense: the sparse operands still go
     # through the checked CSR kernel (never an unchecked scipy conversion),
     # and the dense ones are added to its result
-    for t in dense_at:
-        value_dtype(np.asarray(mats[t]).dtype, name=f"mats[{t}]")
-    V = value_dtype(*(M.dtype for M in mats), name="mats")
     out = np.zeros(shape, dtype=V)
     if sparse_at:
         S = _lincomb_sparse(shape, [mats[t] for t in sparse_at], c[sparse_at], sparse_at, V, nt)
